@@ -1,0 +1,16 @@
+//! # gossip-core
+//!
+//! The transport-agnostic heart of the gossip framework:
+//!
+//! - [`proto`]: the pure protocol state machine ([`proto::Node`]) — membership
+//!   with heartbeats, phi-accrual failure detection, versioned keyspaces spread
+//!   by push-pull digest exchange. No I/O, no clock, no global RNG.
+//! - [`transport`]: the [`Transport`] trait that carries bytes between nodes.
+//! - `actor` (feature `actor`, on by default): the actix `GossipNode` that
+//!   drives a `proto::Node` over a `Transport`.
+#![forbid(unsafe_code)]
+
+pub mod proto;
+pub mod transport;
+
+pub use transport::{Incoming, Transport, TransportError};

@@ -1,0 +1,145 @@
+//! Protocol configuration.
+
+use std::time::Duration;
+
+use crate::proto::error::ConfigError;
+
+/// Everything that tunes the protocol. Start from [`Config::default`] (LAN
+/// settings, 1 s interval) and change what you need; [`Config::validate`] is
+/// called by [`Node::new`](crate::proto::Node::new).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Cluster name. Messages from another cluster are refused; only a hash
+    /// of the name travels.
+    pub cluster: String,
+    /// Time between two gossip rounds of this node.
+    pub gossip_interval: Duration,
+    /// Each interval is drawn uniformly from `interval × (1 ± jitter)`, so
+    /// nodes do not fire in lockstep. In `[0, 0.5]`.
+    pub interval_jitter: f64,
+    /// Peers contacted per round.
+    pub fanout: usize,
+    /// Chance per round of also contacting one unreachable (Dead) node, so
+    /// recovered nodes and healed partitions are found.
+    pub unreachable_probability: f64,
+    /// Chance per round of also contacting one seed, so a split cluster
+    /// re-merges through the seeds.
+    pub seed_probability: f64,
+    /// Largest encoded message this node sends or accepts.
+    pub max_message_bytes: usize,
+    /// Bytes of a digest. A digest lists fresh nodes first, then rotates
+    /// through the membership, so it stops growing with the cluster.
+    pub digest_bytes: usize,
+    /// Rounds a fresh update stays "hot" (listed first and pushed to peers).
+    /// `None`: `ceil(log2(members)) + 2`, enough for push-pull to reach all.
+    pub hot_rounds: Option<u32>,
+    /// Phi above which a peer becomes Suspect.
+    pub phi_threshold: f64,
+    /// Floor on the standard deviation of heartbeat inter-arrival times, so
+    /// a very regular peer is not convicted for one late heartbeat.
+    pub min_std_dev: Duration,
+    /// Silence a peer may show on top of its mean inter-arrival time before
+    /// its phi starts to climb (GC pauses, lost messages).
+    pub acceptable_pause: Duration,
+    /// Weight of a new inter-arrival sample in the running mean and
+    /// variance (exponential smoothing, O(1) memory per peer). In `(0, 1]`.
+    pub phi_smoothing: f64,
+    /// How long a peer stays Suspect (phi above threshold throughout) before
+    /// it is declared Dead.
+    pub suspect_timeout: Duration,
+    /// If this node itself saw no timer and no message for longer than
+    /// this, it was stalled (GC pause, CPU starvation, suspended VM); on
+    /// waking it gives every peer a fresh start instead of convicting it.
+    pub stall_threshold: Duration,
+    /// How long Dead and Left nodes, and tombstones, are kept before they
+    /// are forgotten. A peer away for longer is reset, never resurrects them.
+    pub grace_period: Duration,
+    /// First retry interval while no seed has answered; doubles each try.
+    pub join_retry_min: Duration,
+    /// Upper bound of the join retry interval.
+    pub join_retry_max: Duration,
+    /// Most nodes this node will track (bounds what an outsider can grow).
+    pub max_nodes: usize,
+    /// Most keys a node's keyspace may hold, tombstones included.
+    pub max_keys_per_node: usize,
+    /// Longest key, in bytes.
+    pub max_key_bytes: usize,
+    /// Largest value, in bytes.
+    pub max_value_bytes: usize,
+    /// Most transmits queued before the oldest are dropped (and counted).
+    pub max_pending_transmits: usize,
+    /// Most events queued before the oldest are dropped (and counted).
+    pub max_pending_events: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cluster: "default".to_owned(),
+            gossip_interval: Duration::from_secs(1),
+            interval_jitter: 0.1,
+            fanout: 3,
+            unreachable_probability: 0.1,
+            seed_probability: 0.1,
+            max_message_bytes: 64 * 1024,
+            digest_bytes: 4 * 1024,
+            hot_rounds: None,
+            phi_threshold: 8.0,
+            min_std_dev: Duration::from_millis(500),
+            acceptable_pause: Duration::from_secs(2),
+            phi_smoothing: 0.1,
+            suspect_timeout: Duration::from_secs(3),
+            stall_threshold: Duration::from_secs(5),
+            grace_period: Duration::from_secs(3600),
+            join_retry_min: Duration::from_secs(1),
+            join_retry_max: Duration::from_secs(30),
+            max_nodes: 100_000,
+            max_keys_per_node: 10_000,
+            max_key_bytes: 256,
+            max_value_bytes: 16 * 1024,
+            max_pending_transmits: 1024,
+            max_pending_events: 65_536,
+        }
+    }
+}
+
+impl Config {
+    /// Checks that the settings make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |what: &'static str| Err(ConfigError::Invalid(what));
+        if self.gossip_interval.is_zero() {
+            return bad("gossip_interval must be positive");
+        }
+        if !(0.0..=0.5).contains(&self.interval_jitter) {
+            return bad("interval_jitter must be in [0, 0.5]");
+        }
+        if self.fanout == 0 {
+            return bad("fanout must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.unreachable_probability) || !(0.0..=1.0).contains(&self.seed_probability) {
+            return bad("probabilities must be in [0, 1]");
+        }
+        if self.max_message_bytes < 1024 {
+            return bad("max_message_bytes must be at least 1024");
+        }
+        if self.digest_bytes < 256 || self.digest_bytes > self.max_message_bytes / 2 {
+            return bad("digest_bytes must be in [256, max_message_bytes / 2]");
+        }
+        if self.max_key_bytes + self.max_value_bytes + 64 > self.max_message_bytes - self.digest_bytes - 256 {
+            return bad("one key and value must fit a message beside a digest");
+        }
+        if !(self.phi_smoothing > 0.0 && self.phi_smoothing <= 1.0) {
+            return bad("phi_smoothing must be in (0, 1]");
+        }
+        if self.phi_threshold <= 0.0 {
+            return bad("phi_threshold must be positive");
+        }
+        if self.join_retry_min.is_zero() || self.join_retry_max < self.join_retry_min {
+            return bad("join retry bounds must be positive and ordered");
+        }
+        if self.max_nodes < 2 || self.max_keys_per_node == 0 || self.max_pending_transmits == 0 {
+            return bad("limits must be positive");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,64 @@
+//! Errors of the protocol core.
+
+use thiserror::Error;
+
+/// A configuration that cannot work. Nothing was started.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The named setting is out of range.
+    #[error("invalid config: {0}")]
+    Invalid(&'static str),
+}
+
+/// A local write (`set`, `delete`) that was refused. State is unchanged.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum WriteError {
+    /// The key is longer than `max_key_bytes`. State unchanged.
+    #[error("key too long: {len} bytes, limit {limit}")]
+    KeyTooLong {
+        /// Length of the refused key.
+        len: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The value is larger than `max_value_bytes`. State unchanged.
+    #[error("value too large: {len} bytes, limit {limit}")]
+    ValueTooLarge {
+        /// Length of the refused value.
+        len: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The keyspace already holds `max_keys_per_node` keys. State unchanged.
+    #[error("keyspace full: {limit} keys")]
+    KeyspaceFull {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The node has left the cluster and accepts no more writes. State unchanged.
+    #[error("node has left the cluster")]
+    Left,
+}
+
+/// Why an incoming message was refused. The node's state is unchanged in
+/// every case; the refusal is counted in [`Metrics`](crate::proto::Metrics)
+/// and logged.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefuseReason {
+    /// Larger than `max_message_bytes`; not decoded at all.
+    #[error("message too large")]
+    Oversized,
+    /// Could not be decoded.
+    #[error("malformed message")]
+    Malformed,
+    /// Carries another protocol version.
+    #[error("unknown protocol version")]
+    WrongVersion,
+    /// Comes from another cluster.
+    #[error("message from another cluster")]
+    WrongCluster,
+    /// Claims to come from this very node (a loop, or a node sharing our
+    /// name and generation).
+    #[error("message from ourselves")]
+    FromSelf,
+}

@@ -1,0 +1,112 @@
+//! Phi-accrual failure detection with O(1) memory per peer.
+//!
+//! Each peer's heartbeat inter-arrival times feed an exponentially smoothed
+//! mean and variance (no sample window). Phi is `-log10` of the probability
+//! that a heartbeat is still to come after the silence seen so far, under a
+//! normal distribution shifted by the acceptable pause (as in Akka).
+
+use std::time::Duration;
+
+use crate::proto::time::Instant;
+
+/// Settings the detector reads from [`Config`](crate::proto::Config).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PhiParams {
+    pub min_std_dev: f32,
+    pub acceptable_pause: f32,
+    pub smoothing: f32,
+}
+
+/// Arrival statistics of one peer: 16 bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Detector {
+    /// When the last new heartbeat arrived.
+    pub last: Instant,
+    /// Smoothed inter-arrival mean, seconds.
+    mean: f32,
+    /// Smoothed inter-arrival variance, seconds².
+    var: f32,
+}
+
+fn secs(d: Duration) -> f32 {
+    d.as_secs_f32()
+}
+
+impl Detector {
+    /// A detector that has seen one heartbeat at `now` and expects one per
+    /// `interval` (the bootstrap used by Akka: std = interval / 4).
+    pub fn new(now: Instant, interval: Duration) -> Self {
+        let mean = secs(interval);
+        Detector { last: now, mean, var: (mean / 4.0).powi(2) }
+    }
+
+    /// Records that a newer heartbeat arrived at `now`.
+    pub fn heartbeat(&mut self, now: Instant, p: &PhiParams) {
+        let x = secs(now.saturating_since(self.last));
+        let diff = x - self.mean;
+        let incr = p.smoothing * diff;
+        self.mean += incr;
+        self.var = (1.0 - p.smoothing) * (self.var + diff * incr);
+        self.last = now;
+    }
+
+    /// Forgets the silence so far: used when this node itself was stalled.
+    pub fn restart_clock(&mut self, now: Instant) {
+        self.last = now;
+    }
+
+    /// Phi after `elapsed` of silence.
+    pub fn phi_after(&self, elapsed: Duration, p: &PhiParams) -> f64 {
+        let mean = f64::from(self.mean + p.acceptable_pause);
+        let std = f64::from(self.var.sqrt().max(p.min_std_dev));
+        let y = (elapsed.as_secs_f64() - mean) / std;
+        let e = (-y * (1.5976 + 0.070566 * y * y)).exp();
+        let phi = if y > 0.0 { -(e / (1.0 + e)).log10() } else { -(1.0 - 1.0 / (1.0 + e)).log10() };
+        if phi.is_finite() { phi } else { f64::MAX }
+    }
+
+    /// Phi at `now`.
+    #[cfg(test)]
+    pub fn phi(&self, now: Instant, p: &PhiParams) -> f64 {
+        self.phi_after(now.saturating_since(self.last), p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: PhiParams = PhiParams { min_std_dev: 0.5, acceptable_pause: 2.0, smoothing: 0.1 };
+
+    fn at(s: f64) -> Instant {
+        Instant::from_micros((s * 1e6) as u64)
+    }
+
+    #[test]
+    fn phi_grows_with_silence() {
+        let mut d = Detector::new(at(0.0), Duration::from_secs(1));
+        for i in 1..=20 {
+            d.heartbeat(at(f64::from(i)), &P);
+        }
+        let p1 = d.phi(at(21.0), &P);
+        let p5 = d.phi(at(25.0), &P);
+        let p10 = d.phi(at(30.0), &P);
+        assert!(p1 < 0.5, "one regular interval is unsuspicious: {p1}");
+        assert!(p5 > p1 && p10 > p5);
+        assert!(p10 > 8.0, "ten silent seconds convict a 1 s heartbeat: {p10}");
+    }
+
+    #[test]
+    fn irregular_peers_get_more_slack() {
+        let mut steady = Detector::new(at(0.0), Duration::from_secs(1));
+        let mut bursty = steady;
+        let mut t = 0.0;
+        for i in 0..40 {
+            t += 1.0;
+            steady.heartbeat(at(t), &P);
+            bursty.heartbeat(at(if i % 2 == 0 { t - 0.9 } else { t + 2.0 }), &P);
+        }
+        let silence = Duration::from_secs(6);
+        assert!(bursty.phi_after(silence, &P) < steady.phi_after(silence, &P));
+    }
+}

@@ -1,0 +1,156 @@
+//! Wire messages and their exact encoded sizes.
+//!
+//! One exchange is three messages, as in Cassandra's gossiper and
+//! Scuttlebutt: `Syn(digest)` → `SynAck(digest + delta)` → `Ack(delta)`.
+//! Sizes are computed exactly (postcard's format is simple), so budgets are
+//! enforced before encoding and the simulator counts bytes without encoding.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::proto::id::{Id, NodeId};
+
+/// What one node knows of another, in a few bytes: enough for the receiver
+/// to tell who is ahead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestEntry {
+    /// The node described.
+    pub id: Id,
+    /// Its latest heartbeat known to the sender.
+    pub heartbeat: u64,
+    /// The sender holds every update of that node up to this version.
+    pub max_version: u64,
+}
+
+/// One update of a keyspace: a value, or a tombstone (`value: None`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUpdate {
+    /// The key.
+    pub key: String,
+    /// The owner's version of this write.
+    pub version: u64,
+    /// The value; `None` marks a deletion.
+    pub value: Option<Bytes>,
+}
+
+/// Updates of one node's state newer than `floor`, in version order with no
+/// gap, so a delta cut short by the size budget still leaves the receiver
+/// complete up to `max_version`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDelta {
+    /// The node whose state this is.
+    pub id: Id,
+    /// Its latest heartbeat known to the sender.
+    pub heartbeat: u64,
+    /// Whether the node has announced it is leaving.
+    pub left: bool,
+    /// The updates are every update with version above `floor`. The
+    /// receiver applies them only if it holds everything up to `floor`.
+    pub floor: u64,
+    /// Replace what the receiver holds of this node instead of merging: the
+    /// receiver is older than tombstones the sender already forgot.
+    pub reset: bool,
+    /// The sender has forgotten tombstones up to this version.
+    pub gc_version: u64,
+    /// After applying, the receiver holds every update up to this version.
+    pub max_version: u64,
+    /// The updates, in increasing version order.
+    pub updates: Vec<KeyUpdate>,
+}
+
+/// A gossip message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Opens an exchange: what the sender knows, freshest first.
+    Syn {
+        /// The sender's digest.
+        digest: Vec<DigestEntry>,
+    },
+    /// Answers a `Syn`: what the receiver wants (and newer heartbeats), and
+    /// the updates the initiator lacks (plus fresh ones it did not ask for).
+    SynAck {
+        /// Entries the initiator should answer with updates, or learn from.
+        digest: Vec<DigestEntry>,
+        /// Updates for the initiator.
+        delta: Vec<NodeDelta>,
+    },
+    /// Closes an exchange: the updates the responder asked for.
+    Ack {
+        /// Updates for the responder.
+        delta: Vec<NodeDelta>,
+    },
+}
+
+/// The unit on the wire: who sent it, for which cluster, and the message.
+/// Encoded behind one protocol-version byte (see [`codec`](crate::proto::codec)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Hash of the cluster name.
+    pub cluster: u64,
+    /// The sender.
+    pub from: Id,
+    /// The message.
+    pub message: Message,
+}
+
+/// Exact postcard sizes.
+pub(crate) mod size {
+    use super::*;
+
+    pub fn varint(v: u64) -> usize {
+        (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+    }
+
+    pub fn bytes(len: usize) -> usize {
+        varint(len as u64) + len
+    }
+
+    pub fn addr(a: &SocketAddr) -> usize {
+        1 + match a {
+            SocketAddr::V4(_) => 4,
+            SocketAddr::V6(_) => 16,
+        } + varint(u64::from(a.port()))
+    }
+
+    pub fn node_id(id: &NodeId) -> usize {
+        bytes(id.name.len()) + addr(&id.addr) + varint(id.generation)
+    }
+
+    pub fn digest_entry(e: &DigestEntry) -> usize {
+        node_id(&e.id) + varint(e.heartbeat) + varint(e.max_version)
+    }
+
+    pub fn key_update(u: &KeyUpdate) -> usize {
+        bytes(u.key.len()) + varint(u.version) + 1 + u.value.as_ref().map_or(0, |v| bytes(v.len()))
+    }
+
+    /// Size of a delta's header (everything but the updates and their count).
+    pub fn delta_header(d: &NodeDelta) -> usize {
+        node_id(&d.id) + varint(d.heartbeat) + 1 + varint(d.floor) + 1 + varint(d.gc_version) + varint(d.max_version)
+    }
+
+    pub fn node_delta(d: &NodeDelta) -> usize {
+        delta_header(d) + varint(d.updates.len() as u64) + d.updates.iter().map(key_update).sum::<usize>()
+    }
+
+    pub fn seq<T>(items: &[T], f: impl Fn(&T) -> usize) -> usize {
+        varint(items.len() as u64) + items.iter().map(f).sum::<usize>()
+    }
+
+    pub fn message(m: &Message) -> usize {
+        1 + match m {
+            Message::Syn { digest } => seq(digest, digest_entry),
+            Message::SynAck { digest, delta } => seq(digest, digest_entry) + seq(delta, node_delta),
+            Message::Ack { delta } => seq(delta, node_delta),
+        }
+    }
+}
+
+impl Envelope {
+    /// Exact length of this envelope once encoded, version byte included.
+    pub fn encoded_len(&self) -> usize {
+        1 + size::varint(self.cluster) + size::node_id(&self.from) + size::message(&self.message)
+    }
+}

@@ -1,0 +1,1 @@
+//! In-memory network and deterministic simulator for gossip.

@@ -1,0 +1,1 @@
+//! QUIC transport for gossip (placeholder: implemented by its own issue).

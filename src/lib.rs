@@ -1,0 +1,2 @@
+//! gossip: facade crate.
+pub use gossip_core as core;
