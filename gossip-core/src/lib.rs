@@ -10,6 +10,8 @@
 //!   drives a `proto::Node` over a `Transport`.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "actor")]
+pub mod actor;
 pub mod proto;
 pub mod transport;
 

@@ -15,6 +15,7 @@ mod membership;
 pub mod message;
 pub mod metrics;
 mod node;
+mod presets;
 pub mod time;
 
 pub use codec::{PROTOCOL_VERSION, cluster_id, decode, encode};

@@ -1,0 +1,238 @@
+//! The messages an application sends to a [`GossipNode`](super::GossipNode),
+//! and what it gets back.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix::{Message, Recipient};
+use bytes::Bytes;
+
+use crate::proto::{Event, Gauges, Id, MemberInfo, Metrics as ProtoMetrics, WriteError};
+
+/// Events reach subscribers as actix messages. Delivery is best effort: see
+/// [`Subscribe`] for the policy when a subscriber falls behind.
+impl Message for Event {
+    type Result = ();
+}
+
+/// Sets `key` in this node's keyspace, optionally expiring after `ttl`.
+/// Replies with the write's version.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "Result<u64, WriteError>")]
+pub struct Set {
+    /// The key (at most `max_key_bytes`).
+    pub key: String,
+    /// The value (at most `max_value_bytes`).
+    pub value: Bytes,
+    /// If set, the node deletes the key by itself after this long.
+    pub ttl: Option<Duration>,
+}
+
+impl Set {
+    /// A write that never expires.
+    pub fn new(key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        Set { key: key.into(), value: value.into(), ttl: None }
+    }
+
+    /// A write the node deletes by itself after `ttl`.
+    pub fn with_ttl(key: impl Into<String>, value: impl Into<Bytes>, ttl: Duration) -> Self {
+        Set { key: key.into(), value: value.into(), ttl: Some(ttl) }
+    }
+}
+
+/// Deletes `key` from this node's keyspace (a tombstone spreads). Replies
+/// with the tombstone's version, or `None` if the key held no value.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "Result<Option<u64>, WriteError>")]
+pub struct Delete {
+    /// The key.
+    pub key: String,
+}
+
+impl Delete {
+    /// Deletes `key`.
+    pub fn new(key: impl Into<String>) -> Self {
+        Delete { key: key.into() }
+    }
+}
+
+/// A value with the owner's version of the write that set it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Value {
+    /// The value.
+    pub value: Bytes,
+    /// The owner's version of the write.
+    pub version: u64,
+}
+
+/// Reads `key` of node `owner` as this node holds it (possibly stale: gossip
+/// is eventually consistent).
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "Option<Value>")]
+pub struct Get {
+    /// Name of the node owning the keyspace.
+    pub owner: String,
+    /// The key.
+    pub key: String,
+}
+
+impl Get {
+    /// Reads `owner`'s `key`.
+    pub fn new(owner: impl Into<String>, key: impl Into<String>) -> Self {
+        Get { owner: owner.into(), key: key.into() }
+    }
+}
+
+/// This node's view of one member, by name; `None` if it does not know it.
+/// Cheaper than a [`Snapshot`] when watching a single member.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "Option<MemberInfo>")]
+pub struct GetMember {
+    /// The member's name.
+    pub name: String,
+}
+
+impl GetMember {
+    /// Looks up `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        GetMember { name: name.into() }
+    }
+}
+
+/// Everything this node knows, copied out: O(members + keys), so meant
+/// for inspection and tests, not for a hot path.
+#[derive(Clone, Debug, Default, Message)]
+#[rtype(result = "NodeSnapshot")]
+pub struct Snapshot;
+
+/// Reply to [`Snapshot`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeSnapshot {
+    /// This node.
+    pub id: Id,
+    /// Whether a peer has answered yet.
+    pub joined: bool,
+    /// Every member known, this node included, ordered by name, with its
+    /// status as this node sees it.
+    pub members: Vec<MemberInfo>,
+    /// Live keys by owner name, then key.
+    pub keys: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+/// Events a subscriber may have in flight (sent, not yet handled) before
+/// further events to it are dropped, unless [`Subscribe::capacity`] says
+/// otherwise.
+pub const DEFAULT_SUBSCRIBER_CAPACITY: usize = 1024;
+
+/// Forwards every later [`Event`] of this node to `recipient`.
+///
+/// Policy for slow subscribers: each subscriber may have at most
+/// `capacity` events in flight (delivered to its mailbox but not yet
+/// handled). Beyond that, events for it are dropped — never queued — and
+/// counted in [`ActorMetrics::events_dropped`], so a subscriber that stops
+/// reading cannot make the node grow its memory. A subscriber whose actor
+/// has stopped is removed. Subscribers that must not miss anything should
+/// reconcile with a [`Snapshot`] when they see drops.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "()")]
+pub struct Subscribe {
+    /// Where events go.
+    pub recipient: Recipient<Event>,
+    /// Most events in flight to this subscriber; at least 1.
+    pub capacity: usize,
+}
+
+impl Subscribe {
+    /// Subscribes `recipient` with [`DEFAULT_SUBSCRIBER_CAPACITY`].
+    pub fn new(recipient: Recipient<Event>) -> Self {
+        Subscribe { recipient, capacity: DEFAULT_SUBSCRIBER_CAPACITY }
+    }
+}
+
+/// Announces that this node leaves the cluster, then waits until a peer
+/// confirms it holds the announcement ([`Event::LeaveAnnounced`]) or
+/// `timeout` passes. The node keeps running (and refuses writes): send
+/// [`Stop`] after this resolves.
+#[derive(Clone, Copy, Debug, Message)]
+#[rtype(result = "LeaveOutcome")]
+pub struct Leave {
+    /// How long to wait for a peer to confirm.
+    pub timeout: Duration,
+}
+
+/// How a [`Leave`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaveOutcome {
+    /// A peer holds the announcement; it will spread without us.
+    Announced,
+    /// No peer confirmed in time (no peer reachable?). Peers that missed the
+    /// announcement will declare this node dead instead.
+    TimedOut,
+    /// The node was stopped while waiting.
+    Stopped,
+}
+
+/// Closes the transport and stops the actor. Peers are not told: use
+/// [`Leave`] first for a graceful exit. Messages sent after this fail with
+/// a mailbox error.
+#[derive(Clone, Copy, Debug, Default, Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+/// Asks for this node's counters and gauges.
+#[derive(Clone, Copy, Debug, Default, Message)]
+#[rtype(result = "NodeMetrics")]
+pub struct GetMetrics;
+
+/// Reply to [`GetMetrics`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeMetrics {
+    /// Protocol counters (messages and bytes in/out, refusals by reason,
+    /// suspicions, convictions, ...).
+    pub proto: ProtoMetrics,
+    /// Members by status and keys held, right now.
+    pub gauges: Gauges,
+    /// What the actor shell itself counted.
+    pub actor: ActorMetrics,
+}
+
+/// Counters of the actor shell (the protocol's are in [`ProtoMetrics`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ActorMetrics {
+    /// Messages handed over by the transport.
+    pub received: u64,
+    /// Of those, refused by the protocol (see the protocol's counters by reason).
+    pub refused: u64,
+    /// Messages the transport accepted for sending.
+    pub sent: u64,
+    /// Sends the transport refused, by reason (each message dropped).
+    pub send_errors: SendErrors,
+    /// Gossip timer expiries handled.
+    pub timer_fires: u64,
+    /// Events delivered to subscribers' mailboxes.
+    pub events_forwarded: u64,
+    /// Events dropped because a subscriber had `capacity` events in flight.
+    pub events_dropped: u64,
+    /// Subscribers currently registered.
+    pub subscribers: usize,
+}
+
+/// Failed sends by the transport's reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendErrors {
+    /// The transport was closed.
+    pub closed: u64,
+    /// The transport's queue was full.
+    pub queue_full: u64,
+    /// The message was larger than the transport carries.
+    pub too_large: u64,
+    /// No route to the receiver.
+    pub unreachable: u64,
+}
+
+impl SendErrors {
+    /// All failed sends.
+    pub fn total(&self) -> u64 {
+        self.closed + self.queue_full + self.too_large + self.unreachable
+    }
+}

@@ -1,0 +1,44 @@
+//! The actix shell around the pure core (feature `actor`).
+//!
+//! An application embeds one [`GossipNode`] per gossip node, started with
+//! a [`NodeBuilder`] over any [`Transport`](crate::Transport), and talks to
+//! it with messages:
+//!
+//! | message | reply |
+//! |---|---|
+//! | [`Set`] (optionally with TTL) | `Result<u64, WriteError>`: the write's version |
+//! | [`Delete`] | `Result<Option<u64>, WriteError>` |
+//! | [`Get`] | `Option<Value>` |
+//! | [`GetMember`] | `Option<MemberInfo>` |
+//! | [`Snapshot`] | [`NodeSnapshot`]: members with status, key-values |
+//! | [`Subscribe`] | `()`; later [`Event`](crate::proto::Event)s are forwarded (bounded) |
+//! | [`Leave`] | [`LeaveOutcome`] once a peer holds the announcement, or at the timeout |
+//! | [`Stop`] | `()` once the transport is closed; the actor stops |
+//! | [`GetMetrics`] | [`NodeMetrics`]: protocol counters, gauges, shell counters |
+//!
+//! Many nodes in one process are spread over Arbiters (one per core) with
+//! [`NodeBuilder::start_in`].
+//!
+//! ```no_run
+//! use gossip_core::actor::{Get, NodeBuilder, Set};
+//! use gossip_core::proto::Config;
+//! # async fn demo(t1: Box<dyn gossip_core::Transport>, t2: Box<dyn gossip_core::Transport>) -> Result<(), Box<dyn std::error::Error>> {
+//! let a = NodeBuilder::new("a").config(Config::local()).start(t1)?;
+//! let seed = vec!["127.0.0.1:7000".parse()?];
+//! let b = NodeBuilder::new("b").config(Config::local()).seeds(seed).start(t2)?;
+//! a.send(Set::new("color", "blue")).await??;
+//! // ... a few gossip rounds later:
+//! let seen = b.send(Get::new("a", "color")).await?;
+//! # Ok(()) }
+//! ```
+
+mod builder;
+mod messages;
+mod node;
+
+pub use builder::{DEFAULT_MAILBOX_CAPACITY, NodeBuilder, StartError};
+pub use messages::{
+    ActorMetrics, DEFAULT_SUBSCRIBER_CAPACITY, Delete, Get, GetMember, GetMetrics, Leave, LeaveOutcome, NodeMetrics,
+    NodeSnapshot, SendErrors, Set, Snapshot, Stop, Subscribe, Value,
+};
+pub use node::GossipNode;
