@@ -1,0 +1,104 @@
+//! Counters of the QUIC transport: what went in and out, what was dropped,
+//! who was refused or cut off.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! metrics {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// A snapshot of the transport's counters (all since bind, except
+        /// `connections_open`, a gauge). From
+        /// [`QuicTransport::metrics`](crate::QuicTransport::metrics).
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct QuicMetrics {
+            $($(#[doc = $doc])* pub $name: u64,)*
+        }
+
+        #[derive(Debug, Default)]
+        pub(crate) struct Counters {
+            $(pub(crate) $name: AtomicU64,)*
+        }
+
+        impl Counters {
+            pub(crate) fn snapshot(&self) -> QuicMetrics {
+                QuicMetrics { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+    };
+}
+
+metrics! {
+    /// Connections open now (gauge).
+    connections_open,
+    /// Connections established by our dials.
+    connections_dialed,
+    /// Connections established by peers' dials.
+    connections_accepted,
+    /// Dials that failed (timeout, unreachable, refused).
+    dial_failures,
+    /// Connections closed as the loser of a simultaneous dial.
+    duplicates_closed,
+    /// Connections closed for lack of traffic (`connection_idle`) or by the
+    /// QUIC idle timeout (a vanished peer).
+    connections_idle_closed,
+    /// Handshakes we refused: the peer's certificate failed verification
+    /// (another CA, none at all) or it spoke another ALPN.
+    tls_refused,
+    /// Handshakes the peer refused: it rejected our certificate (with TLS
+    /// 1.3 the dialer learns this only after its connect returned).
+    tls_refused_by_peer,
+    /// Other failed handshakes (timeouts, transport errors).
+    handshake_failures,
+    /// Incoming connections refused because the peer is serving a cut-off
+    /// penalty or `max_connections` was reached.
+    connections_refused,
+    /// Peers cut off for bad input (any of the next four reasons).
+    peers_cut_off,
+    /// Streams that were not well-formed frames (bad stream tag, empty or
+    /// truncated frame).
+    garbage,
+    /// Frames announced larger than `max_frame_bytes` (refused unread).
+    oversized_frames,
+    /// Peers that opened streams faster than `max_streams_per_sec`.
+    stream_floods,
+    /// Streams not finished within `stream_timeout`.
+    stream_timeouts,
+    /// Times a peer cut us off (closed with the protocol-violation code).
+    cut_off_by_peer,
+    /// Frames (messages) received and delivered.
+    frames_in,
+    /// Frames (messages) written to a stream.
+    frames_out,
+    /// Payload bytes received.
+    bytes_in,
+    /// Payload bytes written.
+    bytes_out,
+    /// Streams accepted.
+    streams_in,
+    /// Streams opened (one per batch).
+    streams_out,
+    /// Sends dropped because the peer's queue was full (or too many peers).
+    dropped_queue_full,
+    /// Queued messages dropped unsent: the peer could not be reached or the
+    /// connection failed mid-write.
+    dropped_unsent,
+    /// Received messages dropped because nobody drained `incoming` fast
+    /// enough.
+    dropped_incoming,
+    /// Sends refused because the message exceeded `max_frame_bytes`.
+    too_large,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn dec(counter: &AtomicU64) {
+        counter.fetch_sub(1, Ordering::Relaxed);
+    }
+}
