@@ -75,6 +75,9 @@ struct Inner {
     incoming_tx: Mutex<Option<mpsc::Sender<(SocketAddr, Bytes)>>>,
     next_conn_id: AtomicU64,
     start: Instant,
+    /// Flips to `true` at shutdown, so timers end their tasks at once (the
+    /// socket is released only when every task has let go of the endpoint).
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -163,6 +166,7 @@ impl QuicTransport {
             incoming_tx: Mutex::new(Some(tx)),
             next_conn_id: AtomicU64::new(1),
             start: Instant::now(),
+            shutdown: tokio::sync::watch::Sender::new(false),
         });
         runtime.spawn(accept_loop(inner.clone()));
         runtime.spawn(sweeper(inner.clone()));
@@ -458,8 +462,12 @@ impl Inner {
             Counters::inc(&self.counters.duplicates_closed);
             debug!(%peer, simultaneous, kept_dialed = winner.ctx.dialed, "closing duplicate connection");
             let linger = self.config.dedup_linger;
+            let mut shutdown = self.shutdown.subscribe();
             self.runtime.spawn(async move {
-                tokio::time::sleep(linger).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(linger) => {}
+                    _ = shutdown.wait_for(|closed| *closed) => {}
+                }
                 loser.conn.close(code::DUPLICATE, b"duplicate");
             });
         }
@@ -770,8 +778,12 @@ async fn sweeper(inner: Arc<Inner>) {
         .clamp(Duration::from_millis(100), Duration::from_secs(5));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = inner.shutdown.subscribe();
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|closed| *closed) => return,
+        }
         let idle_ms = u64::try_from(inner.config.connection_idle.as_millis()).unwrap_or(u64::MAX);
         let now_ms = inner.now_ms();
         let idle: Vec<Cached> = {

@@ -1,0 +1,2 @@
+//! QUIC transport benchmark (being written).
+fn main() {}

@@ -1,0 +1,2 @@
+//! One gossip node over QUIC (being written).
+fn main() {}
