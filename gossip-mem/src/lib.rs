@@ -1,1 +1,3 @@
 //! In-memory network and deterministic simulator for gossip.
+#[cfg(feature = "net")]
+pub mod net;
