@@ -1,3 +1,15 @@
-//! In-memory network and deterministic simulator for gossip.
+//! # gossip-mem
+//!
+//! The in-memory world of the gossip framework:
+//!
+//! - [`sim`]: a deterministic discrete-event simulator that drives many pure
+//!   protocol cores directly on virtual time (10,000 nodes on one core,
+//!   reproducible by seed), with loss, latency, partitions, crash/restart and
+//!   pause/resume.
+//! - `net` (feature `net`, default): an in-memory network implementing
+//!   [`gossip_core::Transport`] for actor tests, with the same fault model.
+#![forbid(unsafe_code)]
+
+pub mod sim;
 #[cfg(feature = "net")]
 pub mod net;

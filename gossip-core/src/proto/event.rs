@@ -44,7 +44,7 @@ pub enum StatusReason {
 /// node's own writes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    /// A node became known, or came back with a new generation.
+    /// A node became known.
     MemberJoined {
         /// The node.
         id: Id,

@@ -1,43 +1,22 @@
 //! The membership table: every node this node knows, with its gossiped
 //! state (heartbeat, versions, keyspace) and this node's opinion of it.
 //!
-//! Memory matters here: a 10,000-node simulation holds 10⁸ members, so a
-//! member is kept small (shared identity, 16-byte detector, boxed keyspace).
+//! Memory and speed matter here: a 10,000-node simulation holds 10⁸ members
+//! and looks one up for every digest entry. Members live in a dense `Vec`
+//! (uniform sampling and rotation by index) with a hash index by name whose
+//! hasher is keyed from the node's own RNG (deterministic, and an outsider
+//! cannot aim collisions at it). Nothing iterates the hash index, so
+//! behaviour never depends on hash values.
 
-use std::borrow::Borrow;
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, VecDeque};
 
+use hashbrown::HashTable;
+
 use crate::proto::event::Status;
-use crate::proto::failure::Detector;
+use crate::proto::failure::{Detector, PhiParams};
+use crate::proto::time::Instant;
 use crate::proto::id::Id;
 use crate::proto::keyspace::Keyspace;
-
-/// Map key: the identity, ordered and looked up by name only.
-#[derive(Clone, Debug)]
-pub(crate) struct MemberKey(pub Id);
-
-impl PartialEq for MemberKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.name == other.0.name
-    }
-}
-impl Eq for MemberKey {}
-impl PartialOrd for MemberKey {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for MemberKey {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.name.cmp(&other.0.name)
-    }
-}
-impl Borrow<str> for MemberKey {
-    fn borrow(&self) -> &str {
-        &self.0.name
-    }
-}
 
 /// What this node holds of one member.
 #[derive(Clone, Debug)]
@@ -61,17 +40,54 @@ impl Member {
         self.keys.get_or_insert_with(Default::default)
     }
 
+    /// Takes a heartbeat seen in gossip. Returns whether it revives a
+    /// Suspect or Dead member (its status is the caller's to change).
+    pub fn observe(&mut self, heartbeat: u64, now: Instant, phi: &PhiParams) -> bool {
+        if heartbeat <= self.heartbeat {
+            return false;
+        }
+        self.heartbeat = heartbeat;
+        self.detector.heartbeat(now, phi);
+        matches!(self.status, Status::Suspect | Status::Dead) && !self.left
+    }
+
     pub fn gc_version(&self) -> u64 {
         self.keys.as_ref().map_or(0, |k| k.gc_version)
     }
 }
 
-/// All members, this node included, plus an index for sampling peers.
-#[derive(Debug, Default)]
+/// A keyed hash of names: folded multiplication (as in foldhash/wyhash)
+/// with a per-node secret key, fast on short names and not aimable by an
+/// outsider who does not know the key.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NameHasher(u64, u64);
+
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let full = u128::from(a) * u128::from(b);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+impl NameHasher {
+    pub fn hash(&self, name: &str) -> u64 {
+        let bytes = name.as_bytes();
+        let mut h = self.0 ^ (bytes.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("chunks_exact yields 8 bytes"));
+            h = fold_mul(h ^ w, self.1 | 1);
+        }
+        let mut tail = [0u8; 8];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        fold_mul(h ^ u64::from_le_bytes(tail), (self.1 | 1).rotate_left(23) ^ 0x2d35_8dcc_aa6c_78a5)
+    }
+}
+
+/// All members, this node first (slot 0, never removed).
+#[derive(Debug)]
 pub(crate) struct Members {
-    pub map: BTreeMap<MemberKey, Member>,
-    /// Every member but this node, in no particular order: uniform sampling.
-    pub peers: Vec<Id>,
+    slots: Vec<(Id, Member)>,
+    index: HashTable<u32>,
+    hasher: NameHasher,
     counts: [usize; 4],
 }
 
@@ -85,20 +101,71 @@ fn slot(s: Status) -> usize {
 }
 
 impl Members {
+    /// A table holding only this node.
+    pub fn new(me: Id, own: Member, key: (u64, u64)) -> Self {
+        let mut m = Members { slots: Vec::new(), index: HashTable::new(), hasher: NameHasher(key.0, key.1), counts: [0; 4] };
+        m.insert(me, own);
+        m
+    }
+
+    fn hash(hasher: &NameHasher, name: &str) -> u64 {
+        hasher.hash(name)
+    }
+
+    /// Makes room for `more` members at once (a catch-up sweep knows how
+    /// many are coming), avoiding repeated growth.
+    pub fn reserve(&mut self, more: usize) {
+        self.slots.reserve_exact(more);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.reserve(more, |&j| Self::hash(hasher, &slots[j as usize].0.name));
+    }
+
+    /// Slot of the member named `name`.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        let h = Self::hash(&self.hasher, name);
+        self.index.find(h, |&i| self.slots[i as usize].0.name == name).map(|&i| i as usize)
+    }
+
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.slots.len()
+    }
+
+    /// Slot `i` (0 is this node).
+    pub fn at(&self, i: usize) -> (&Id, &Member) {
+        let (id, m) = &self.slots[i];
+        (id, m)
+    }
+
+    /// Slot `i`, mutable.
+    pub fn at_mut(&mut self, i: usize) -> (&Id, &mut Member) {
+        let (id, m) = &mut self.slots[i];
+        (&*id, m)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Id, &Member)> {
+        self.slots.iter().map(|(id, m)| (id, m))
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&Id, &mut Member)> {
+        self.slots.iter_mut().map(|(id, m)| (&*id, m))
     }
 
     pub fn get(&self, name: &str) -> Option<&Member> {
-        self.map.get(name)
+        self.find(name).map(|i| &self.slots[i].1)
     }
 
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Member> {
-        self.map.get_mut(name)
+        self.find(name).map(|i| &mut self.slots[i].1)
     }
 
     pub fn entry(&self, name: &str) -> Option<(&Id, &Member)> {
-        self.map.get_key_value(name).map(|(k, m)| (&k.0, m))
+        self.find(name).map(|i| self.at(i))
+    }
+
+    pub fn entry_mut(&mut self, name: &str) -> Option<(&Id, &mut Member)> {
+        let i = self.find(name)?;
+        let (id, m) = &mut self.slots[i];
+        Some((&*id, m))
     }
 
     /// Members with this status, this node included.
@@ -106,40 +173,63 @@ impl Members {
         self.counts[slot(s)]
     }
 
-    /// Inserts a member, or replaces one of the same name (a restart).
-    /// `is_self` members are not sampled as peers.
-    pub fn insert(&mut self, id: Id, member: Member, is_self: bool) -> Option<(Id, Member)> {
+    /// Inserts a member, or replaces the one of the same name (a restart).
+    /// Returns its slot and the member replaced.
+    pub fn insert(&mut self, id: Id, member: Member) -> (usize, Option<(Id, Member)>) {
         self.counts[slot(member.status)] += 1;
-        let old = self.map.remove_entry(id.name.as_str()).map(|(k, m)| (k.0, m));
-        if let Some((old_id, old_m)) = &old {
-            self.counts[slot(old_m.status)] -= 1;
-            if let Some(p) = self.peers.iter_mut().find(|p| p.name == old_id.name) {
-                *p = id.clone();
-            }
-        } else if !is_self {
-            self.peers.push(id.clone());
+        if let Some(i) = self.find(&id.name) {
+            let old = std::mem::replace(&mut self.slots[i], (id, member));
+            self.counts[slot(old.1.status)] -= 1;
+            return (i, Some(old));
         }
-        self.map.insert(MemberKey(id), member);
-        old
+        let h = Self::hash(&self.hasher, &id.name);
+        let i = u32::try_from(self.slots.len()).expect("max_nodes keeps the table far below 2^32 members");
+        if self.slots.len() == self.slots.capacity() {
+            // Grow by a quarter, not double: at 10⁸ members (a 10,000-node
+            // simulation) doubling's slack alone would cost gigabytes.
+            self.slots.reserve_exact(self.slots.len() / 4 + 4);
+        }
+        self.slots.push((id, member));
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.insert_unique(h, i, |&j| Self::hash(hasher, &slots[j as usize].0.name));
+        (i as usize, None)
     }
 
     pub fn remove(&mut self, name: &str) -> Option<(Id, Member)> {
-        let (k, m) = self.map.remove_entry(name)?;
-        self.counts[slot(m.status)] -= 1;
-        if let Some(i) = self.peers.iter().position(|p| p.name == name) {
-            self.peers.swap_remove(i);
+        let i = self.find(name)?;
+        if i == 0 {
+            return None; // this node is never removed
         }
-        Some((k.0, m))
+        let h = Self::hash(&self.hasher, name);
+        if let Ok(e) = self.index.find_entry(h, |&j| j as usize == i) {
+            e.remove();
+        }
+        let last = self.slots.len() - 1;
+        let removed = self.slots.swap_remove(i);
+        if i != last {
+            // The former last member now lives at `i`: repoint its index entry.
+            let moved = Self::hash(&self.hasher, &self.slots[i].0.name);
+            if let Some(j) = self.index.find_mut(moved, |&j| j as usize == last) {
+                *j = i as u32;
+            }
+        }
+        self.counts[slot(removed.1.status)] -= 1;
+        Some(removed)
     }
 
     /// Changes a member's status, keeping counts right. Returns the old one.
     pub fn set_status(&mut self, name: &str, to: Status) -> Option<Status> {
-        let m = self.map.get_mut(name)?;
-        let from = m.status;
-        m.status = to;
+        let i = self.find(name)?;
+        Some(self.set_status_at(i, to))
+    }
+
+    /// Changes the status of the member in slot `i`. Returns the old one.
+    pub fn set_status_at(&mut self, i: usize, to: Status) -> Status {
+        let m = &mut self.slots[i].1;
+        let from = std::mem::replace(&mut m.status, to);
         self.counts[slot(from)] -= 1;
         self.counts[slot(to)] += 1;
-        Some(from)
+        from
     }
 }
 
@@ -165,6 +255,53 @@ impl Forgotten {
 
     /// Whether this incarnation (or a newer one of the name) was forgotten.
     pub fn contains(&self, id: &Id) -> bool {
-        self.generation.get(&id.name).is_some_and(|&g| id.generation <= g)
+        !self.generation.is_empty() && self.generation.get(&id.name).is_some_and(|&g| id.generation <= g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::id::NodeId;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn member(status: Status) -> Member {
+        Member {
+            heartbeat: 1,
+            max_version: 0,
+            left: false,
+            status,
+            detector: Detector::new(Instant::ZERO, Duration::from_secs(1)),
+            keys: None,
+        }
+    }
+
+    fn id(name: &str, generation: u64) -> Id {
+        Arc::new(NodeId::new(name, "127.0.0.1:1".parse().expect("valid literal address"), generation))
+    }
+
+    #[test]
+    fn insert_find_remove_keep_index_and_counts_right() {
+        let mut m = Members::new(id("me", 1), member(Status::Live), (7, 9));
+        for i in 0..100 {
+            m.insert(id(&format!("n{i}"), 1), member(if i % 10 == 0 { Status::Dead } else { Status::Live }));
+        }
+        assert_eq!(m.len(), 101);
+        assert_eq!(m.count(Status::Dead), 10);
+        for i in (0..100).step_by(3) {
+            assert!(m.remove(&format!("n{i}")).is_some());
+        }
+        assert!(m.remove("me").is_none(), "this node is never removed");
+        for i in 0..100 {
+            let found = m.get(&format!("n{i}")).is_some();
+            assert_eq!(found, i % 3 != 0, "n{i}");
+        }
+        assert_eq!(m.at(0).0.name, "me");
+        let live = m.iter().filter(|(_, x)| x.status == Status::Live).count();
+        assert_eq!(m.count(Status::Live), live);
+        let old = m.insert(id("n1", 2), member(Status::Live)).1.expect("n1 was there");
+        assert_eq!(old.0.generation, 1);
+        assert_eq!(m.entry("n1").map(|(i, _)| i.generation), Some(2));
     }
 }

@@ -67,14 +67,24 @@ pub enum Message {
     Syn {
         /// The sender's digest.
         digest: Vec<DigestEntry>,
+        /// How many members the sender knows: a peer that knows far fewer
+        /// (a joiner) catches up by sweeping through our membership.
+        known: u64,
+        /// A catch-up sweep: asks for a page of member headers starting at
+        /// this position of the responder's membership.
+        page: Option<u64>,
     },
     /// Answers a `Syn`: what the receiver wants (and newer heartbeats), and
     /// the updates the initiator lacks (plus fresh ones it did not ask for).
     SynAck {
         /// Entries the initiator should answer with updates, or learn from.
         digest: Vec<DigestEntry>,
-        /// Updates for the initiator.
+        /// Updates for the initiator (and the requested page of headers).
         delta: Vec<NodeDelta>,
+        /// How many members the responder knows.
+        known: u64,
+        /// Where the next page starts, if a page was asked for and more remain.
+        next_page: Option<u64>,
     },
     /// Closes an exchange: the updates the responder asked for.
     Ack {
@@ -139,10 +149,16 @@ pub(crate) mod size {
         varint(items.len() as u64) + items.iter().map(f).sum::<usize>()
     }
 
+    pub fn opt(v: Option<u64>) -> usize {
+        1 + v.map_or(0, varint)
+    }
+
     pub fn message(m: &Message) -> usize {
         1 + match m {
-            Message::Syn { digest } => seq(digest, digest_entry),
-            Message::SynAck { digest, delta } => seq(digest, digest_entry) + seq(delta, node_delta),
+            Message::Syn { digest, known, page } => seq(digest, digest_entry) + varint(*known) + opt(*page),
+            Message::SynAck { digest, delta, known, next_page } => {
+                seq(digest, digest_entry) + seq(delta, node_delta) + varint(*known) + opt(*next_page)
+            }
             Message::Ack { delta } => seq(delta, node_delta),
         }
     }

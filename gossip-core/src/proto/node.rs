@@ -2,14 +2,13 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{RngExt, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 
 use crate::proto::codec::{self, cluster_id};
 use crate::proto::config::Config;
@@ -18,7 +17,7 @@ use crate::proto::event::{Event, Status, StatusReason};
 use crate::proto::failure::{Detector, PhiParams};
 use crate::proto::id::{Id, NodeId};
 use crate::proto::keyspace::{Change, Entry, Keyspace};
-use crate::proto::membership::{Forgotten, Member, MemberKey, Members};
+use crate::proto::membership::{Forgotten, Member, Members};
 use crate::proto::message::{DigestEntry, Envelope, Message, NodeDelta, size};
 use crate::proto::metrics::{Gauges, Metrics};
 use crate::proto::time::Instant;
@@ -63,25 +62,36 @@ struct Hot {
     until: Instant,
 }
 
+/// A catch-up in progress: paging through one peer's membership.
+#[derive(Clone, Debug)]
+struct Sweep {
+    peer: SocketAddr,
+    /// Last time a page arrived.
+    progress: Instant,
+}
+
 /// How a digest entry compares with what this node holds.
 enum Cmp {
     /// Forgotten, conflicting or otherwise not to act on.
     Ignore,
     /// We do not know this incarnation (unknown name or newer generation).
     Unknown,
-    /// The peer holds updates we lack.
-    TheyAhead,
+    /// The peer holds updates we lack; our entry.
+    TheyAhead(DigestEntry),
     /// We hold updates above `floor` the peer lacks.
     WeAhead { floor: u64 },
-    /// Same versions.
-    Same,
+    /// Same versions; our entry if our heartbeat is newer.
+    Same { newer: Option<DigestEntry> },
 }
 
 /// Most hot nodes tracked, and most "behind" nodes remembered for the next digest.
-const MAX_HOT: usize = 256;
+const MAX_HOT: usize = 64;
 const MAX_BEHIND: usize = 256;
 /// Members checked by the failure detector per round, at least.
 const FD_SLICE: usize = 1024;
+/// A peer must know this many more members than we do (at least) before
+/// we sweep through its membership.
+const SWEEP_MIN: u64 = 16;
 /// Bytes reserved for an envelope's own fields and list lengths.
 const ENVELOPE_SLACK: usize = 32;
 
@@ -136,10 +146,11 @@ pub struct Node {
     members: Members,
     forgotten: Forgotten,
     seeds: Vec<SocketAddr>,
-    hot: Vec<Hot>,
+    hot: VecDeque<Hot>,
     behind: Vec<Id>,
-    digest_cursor: Option<String>,
-    fd_cursor: Option<String>,
+    digest_cursor: usize,
+    sweep: Option<Sweep>,
+    fd_cursor: usize,
     next_tick: Instant,
     last_activity: Instant,
     joined: bool,
@@ -164,7 +175,7 @@ impl Node {
             acceptable_pause: config.acceptable_pause.as_secs_f32(),
             smoothing: config.phi_smoothing as f32,
         };
-        let mut members = Members::default();
+        let mut rng = StdRng::seed_from_u64(rng_seed);
         let own = Member {
             heartbeat: 1,
             max_version: 0,
@@ -173,7 +184,7 @@ impl Node {
             detector: Detector::new(now, config.gossip_interval),
             keys: None,
         };
-        members.insert(me.clone(), own, true);
+        let members = Members::new(me.clone(), own, (rng.next_u64(), rng.next_u64()));
         let seeds = seeds.into_iter().filter(|s| *s != me.addr).collect();
         Ok(Node {
             cluster: cluster_id(&config.cluster),
@@ -181,14 +192,15 @@ impl Node {
             config,
             me,
             phi,
-            rng: StdRng::seed_from_u64(rng_seed),
+            rng,
             members,
             forgotten: Forgotten::default(),
             seeds,
-            hot: Vec::new(),
+            hot: VecDeque::new(),
             behind: Vec::new(),
-            digest_cursor: None,
-            fd_cursor: None,
+            digest_cursor: 0,
+            sweep: None,
+            fd_cursor: 0,
             next_tick: now,
             last_activity: now,
             joined: false,
@@ -233,7 +245,7 @@ impl Node {
             left: self.members.count(Status::Left),
             ..Gauges::default()
         };
-        for ks in self.members.map.values().filter_map(Member::keyspace) {
+        for ks in self.members.iter().filter_map(|(_, m)| m.keyspace()) {
             let live = ks.live_len();
             g.keys += live;
             g.tombstones += ks.entries.len() - live;
@@ -256,9 +268,11 @@ impl Node {
         self.members.entry(name).map(|(id, m)| info(id, m))
     }
 
-    /// All members, this node included, ordered by name.
-    pub fn members(&self) -> impl Iterator<Item = MemberInfo> + '_ {
-        self.members.map.iter().map(|(k, m)| info(&k.0, m))
+    /// All members, this node included, ordered by name. O(n log n).
+    pub fn members(&self) -> Vec<MemberInfo> {
+        let mut all: Vec<MemberInfo> = self.members.iter().map(|(id, m)| info(id, m)).collect();
+        all.sort_unstable_by(|a, b| a.id.name.cmp(&b.id.name));
+        all
     }
 
     /// The value and version of `key` in the keyspace of node `owner`.
@@ -333,7 +347,7 @@ impl Node {
         let v = m.max_version;
         self.members.set_status(&me.name, Status::Left);
         self.leave_version = Some(v);
-        self.push_hot(me, floor, now);
+        self.push_hot(me, floor, now, false);
         // Gossip right away rather than at the next interval.
         self.next_tick = now;
     }
@@ -362,7 +376,7 @@ impl Node {
         let version = m.max_version;
         let entry = Entry { value, version, since: now, expires };
         m.keyspace_mut().entries.insert(key.to_owned(), entry);
-        self.push_hot(me, floor, now);
+        self.push_hot(me, floor, now, false);
         Ok(version)
     }
 
@@ -406,17 +420,21 @@ impl Node {
         let sender = envelope.from;
         self.check_sender(&sender);
         match envelope.message {
-            Message::Syn { digest } => self.on_syn(now, &sender, digest),
-            Message::SynAck { digest, delta } => {
+            Message::Syn { digest, known, page } => {
+                self.on_syn(now, &sender, digest, page);
+                self.consider_sweep(now, sender.addr, known);
+            }
+            Message::SynAck { digest, delta, known, next_page } => {
                 for d in delta {
                     self.apply_delta(now, d);
                 }
+                self.continue_sweep(now, sender.addr, known, next_page);
                 let mut wanted = Vec::new();
                 for e in &digest {
                     match self.compare(now, e) {
                         Cmp::WeAhead { floor } => wanted.push((e.id.clone(), floor)),
-                        Cmp::TheyAhead | Cmp::Unknown => self.add_behind(e.id.clone()),
-                        Cmp::Same | Cmp::Ignore => {}
+                        Cmp::TheyAhead(_) | Cmp::Unknown => self.add_behind(e.id.clone()),
+                        Cmp::Same { .. } | Cmp::Ignore => {}
                     }
                 }
                 if !wanted.is_empty() {
@@ -480,9 +498,47 @@ impl Node {
         }
         targets.sort_unstable();
         targets.dedup();
+        if let Some(sw) = &self.sweep
+            && now.saturating_since(sw.progress) > self.config.gossip_interval * 3
+        {
+            // The peer we were catching up from went quiet.
+            self.sweep = None;
+        }
         for to in targets {
-            let digest = self.syn_digest();
-            self.send(to, Message::Syn { digest });
+            self.send_syn(to, None);
+        }
+    }
+
+    fn send_syn(&mut self, to: SocketAddr, page: Option<u64>) {
+        let digest = self.syn_digest();
+        let known = self.members.len() as u64;
+        self.send(to, Message::Syn { digest, known, page });
+    }
+
+    /// Starts catching up from a peer that knows far more members than we
+    /// do (we just joined): instead of learning members a digest window at
+    /// a time, sweep through its membership a page per exchange.
+    fn consider_sweep(&mut self, now: Instant, peer: SocketAddr, known: u64) {
+        let ours = self.members.len() as u64;
+        if self.sweep.is_some() || known <= ours + SWEEP_MIN.max(ours / 16) {
+            return;
+        }
+        self.sweep = Some(Sweep { peer, progress: now });
+        self.members.reserve(usize::try_from(known - ours).unwrap_or(0).min(self.config.max_nodes));
+        self.send_syn(peer, Some(0));
+    }
+
+    /// Asks for the next page of a sweep right away, or ends it.
+    fn continue_sweep(&mut self, now: Instant, peer: SocketAddr, known: u64, next_page: Option<u64>) {
+        match &mut self.sweep {
+            Some(sw) if sw.peer == peer => match next_page {
+                Some(next) => {
+                    sw.progress = now;
+                    self.send_syn(peer, Some(next));
+                }
+                None => self.sweep = None,
+            },
+            _ => self.consider_sweep(now, peer, known),
         }
     }
 
@@ -497,13 +553,13 @@ impl Node {
             return self.sample_scan(|m| m.status == status, k);
         }
         let mut out: Vec<Id> = Vec::with_capacity(k);
-        let peers = &self.members.peers;
         for _ in 0..16 * k {
             if out.len() == k {
                 break;
             }
-            let id = &peers[self.rng.random_range(0..peers.len())];
-            if self.members.get(&id.name).is_some_and(|m| m.status == status) && !out.iter().any(|o| o.name == id.name) {
+            // Slot 0 is this node.
+            let (id, m) = self.members.at(self.rng.random_range(1..self.members.len()));
+            if m.status == status && !out.iter().any(|o| o.name == id.name) {
                 out.push(id.clone());
             }
         }
@@ -511,66 +567,78 @@ impl Node {
     }
 
     fn sample_scan(&mut self, pred: impl Fn(&Member) -> bool, k: usize) -> Vec<Id> {
-        let mut all: Vec<Id> =
-            self.members.peers.iter().filter(|id| self.members.get(&id.name).is_some_and(&pred)).cloned().collect();
+        let mut all: Vec<Id> = self.members.iter().skip(1).filter(|(_, m)| pred(m)).map(|(id, _)| id.clone()).collect();
         all.shuffle(&mut self.rng);
         all.truncate(k);
         all
     }
 
-    fn entry_of(&self, name: &str) -> Option<DigestEntry> {
-        self.members.entry(name).map(|(id, m)| DigestEntry { id: id.clone(), heartbeat: m.heartbeat, max_version: m.max_version })
-    }
-
-    /// This node's digest: itself, fresh nodes, nodes it knows it lags on,
-    /// then a window rotating through the membership, within `digest_bytes`.
+    /// This node's digest: itself, fresh nodes (up to half the budget),
+    /// nodes it knows it lags on, then a window rotating through the
+    /// membership, all within `digest_bytes`.
     fn syn_digest(&mut self) -> Vec<DigestEntry> {
         let budget = self.config.digest_bytes;
+        let behind = std::mem::take(&mut self.behind);
         let mut used = 0;
         let mut out: Vec<DigestEntry> = Vec::new();
-        let mut listed: HashSet<Id> = HashSet::new();
-        let mut push = |e: DigestEntry, out: &mut Vec<DigestEntry>, listed: &mut HashSet<Id>| -> bool {
+        let mut listed: HashSet<&str> = HashSet::new();
+        let mut push = |e: DigestEntry, limit: usize, out: &mut Vec<DigestEntry>| -> bool {
             let s = size::digest_entry(&e);
-            if used + s > budget {
+            if used + s > limit {
                 return false;
             }
-            if listed.insert(e.id.clone()) {
-                used += s;
-                out.push(e);
-            }
+            used += s;
+            out.push(e);
             true
         };
-        let own = self.entry_of(&self.me.name).expect("this node is always in its own membership");
-        push(own, &mut out, &mut listed);
+        let entry = |name: &str| {
+            self.members.entry(name).map(|(id, m)| (id, DigestEntry { id: id.clone(), heartbeat: m.heartbeat, max_version: m.max_version }))
+        };
+        let (me, own) = entry(&self.me.name).expect("this node is always in its own membership");
+        listed.insert(&me.name);
+        push(own, budget, &mut out);
         for h in &self.hot {
-            if let Some(e) = self.entry_of(&h.id.name) {
-                push(e, &mut out, &mut listed);
+            if let Some((id, e)) = entry(&h.id.name)
+                && !listed.contains(id.name.as_str())
+            {
+                if !push(e, budget / 2, &mut out) {
+                    break;
+                }
+                listed.insert(&id.name);
             }
         }
-        for id in std::mem::take(&mut self.behind) {
-            let e = match self.members.entry(&id.name) {
-                Some((ours, m)) if ours.generation >= id.generation => {
-                    DigestEntry { id: ours.clone(), heartbeat: m.heartbeat, max_version: m.max_version }
-                }
-                _ => DigestEntry { id, heartbeat: 0, max_version: 0 },
+        for wanted in &behind {
+            if listed.contains(wanted.name.as_str()) {
+                continue;
+            }
+            let e = match entry(&wanted.name) {
+                Some((ours, e)) if ours.generation >= wanted.generation => e,
+                _ => DigestEntry { id: wanted.clone(), heartbeat: 0, max_version: 0 },
             };
-            push(e, &mut out, &mut listed);
-        }
-        let mut last = None;
-        for (k, m) in rotate(&self.members.map, self.digest_cursor.as_deref()) {
-            let e = DigestEntry { id: k.0.clone(), heartbeat: m.heartbeat, max_version: m.max_version };
-            if !push(e, &mut out, &mut listed) {
+            if !push(e, budget * 3 / 4, &mut out) {
                 break;
             }
-            last = Some(k.0.name.clone());
+            listed.insert(&wanted.name);
         }
-        if last.is_some() {
-            self.digest_cursor = last;
+        let n = self.members.len();
+        let mut next = self.digest_cursor;
+        for i in rotate(n, self.digest_cursor) {
+            let (id, m) = self.members.at(i);
+            next = i + 1;
+            if listed.contains(id.name.as_str()) {
+                continue;
+            }
+            let e = DigestEntry { id: id.clone(), heartbeat: m.heartbeat, max_version: m.max_version };
+            if !push(e, budget, &mut out) {
+                next = i;
+                break;
+            }
         }
+        self.digest_cursor = next;
         out
     }
 
-    fn on_syn(&mut self, now: Instant, sender: &Id, digest: Vec<DigestEntry>) {
+    fn on_syn(&mut self, now: Instant, sender: &Id, digest: Vec<DigestEntry>, page: Option<u64>) {
         let budget = self.config.digest_bytes;
         let mut used = 0;
         let mut reply: Vec<DigestEntry> = Vec::new();
@@ -579,12 +647,12 @@ impl Node {
         for e in &digest {
             let answer = match self.compare(now, e) {
                 Cmp::Unknown => Some(DigestEntry { id: e.id.clone(), heartbeat: 0, max_version: 0 }),
-                Cmp::TheyAhead => self.entry_of(&e.id.name),
+                Cmp::TheyAhead(ours) => Some(ours),
                 Cmp::WeAhead { floor } => {
                     wanted.push((e.id.clone(), floor));
                     None
                 }
-                Cmp::Same => self.entry_of(&e.id.name).filter(|ours| ours.heartbeat > e.heartbeat),
+                Cmp::Same { newer } => newer,
                 Cmp::Ignore => None,
             };
             if let Some(a) = answer {
@@ -600,63 +668,116 @@ impl Node {
                 wanted.push((h.id.clone(), h.floor));
             }
         }
+        if !mentioned.contains(self.me.name.as_str()) {
+            // The initiator may not know us yet (a joiner knocking on a seed):
+            // our header costs a few bytes and tells it we are alive.
+            let own = self.members.get(&self.me.name).expect("this node is always in its own membership");
+            wanted.push((self.me.clone(), own.max_version));
+        }
         let budget = self.config.max_message_bytes - self.overhead() - used;
-        let delta = self.build_deltas(wanted, budget);
-        self.send(sender.addr, Message::SynAck { digest: reply, delta });
+        let mut delta = self.build_deltas(wanted, budget);
+        let mut next_page = None;
+        if let Some(start) = page {
+            let room = budget.saturating_sub(delta.iter().map(size::node_delta).sum::<usize>());
+            let listed: HashSet<&str> = mentioned.iter().copied().chain(delta.iter().map(|d| d.id.name.as_str())).collect();
+            let (headers, next) = self.membership_page(&listed, room, start);
+            next_page = next;
+            delta.extend(headers);
+        }
+        let known = self.members.len() as u64;
+        self.send(sender.addr, Message::SynAck { digest: reply, delta, known, next_page });
+    }
+
+    /// Headers of the members in slots `start..`, skipping those already
+    /// listed, within `room` bytes. Returns them and where the next page
+    /// starts, if anything remains.
+    fn membership_page(&self, listed: &HashSet<&str>, room: usize, start: u64) -> (Vec<NodeDelta>, Option<u64>) {
+        let n = self.members.len();
+        let mut used = 0;
+        let mut page = Vec::with_capacity(room / 24);
+        let start = usize::try_from(start).unwrap_or(usize::MAX);
+        for i in start.min(n)..n {
+            let (id, m) = self.members.at(i);
+            if listed.contains(id.name.as_str()) {
+                continue;
+            }
+            let d = NodeDelta {
+                id: id.clone(),
+                heartbeat: m.heartbeat,
+                left: m.left,
+                floor: m.max_version,
+                reset: false,
+                gc_version: m.gc_version(),
+                max_version: m.max_version,
+                updates: Vec::new(),
+            };
+            let s = size::node_delta(&d);
+            if used + s > room {
+                return (page, Some(i as u64));
+            }
+            used += s;
+            page.push(d);
+        }
+        (page, None)
     }
 
     /// Compares a peer's digest entry with what we hold, adopting a newer
     /// heartbeat on the way.
     fn compare(&mut self, now: Instant, e: &DigestEntry) -> Cmp {
         if e.id.name == self.me.name {
-            if *e.id != *self.me {
-                if e.id.generation >= self.me.generation {
-                    self.report_conflict(self.me.clone(), e.id.clone());
-                    return Cmp::Ignore;
-                }
-                // Our own previous incarnation: tell them about this one.
-                return Cmp::WeAhead { floor: 0 };
-            }
-            if let Some(v) = self.leave_version
-                && e.max_version >= v
-                && !self.leave_announced
-            {
-                self.leave_announced = true;
-                self.emit(Event::LeaveAnnounced);
-            }
-            let own = self.members.get(&self.me.name).expect("this node is always in its own membership");
-            return if e.heartbeat == 0 || own.max_version > e.max_version {
-                Cmp::WeAhead { floor: if e.heartbeat == 0 { 0 } else { e.max_version } }
-            } else {
-                Cmp::Same
-            };
+            return self.compare_self(e);
         }
         if self.forgotten.contains(&e.id) {
             return Cmp::Ignore;
         }
-        let Some((id, m)) = self.members.entry(&e.id.name) else {
+        let phi = self.phi;
+        let Some((id, m)) = self.members.entry_mut(&e.id.name) else {
             return Cmp::Unknown;
         };
-        if e.id.generation > id.generation {
-            return Cmp::Unknown;
-        }
-        if e.id.generation < id.generation {
-            return Cmp::WeAhead { floor: 0 };
+        if e.id.generation != id.generation || e.heartbeat == 0 {
+            return if e.id.generation > id.generation { Cmp::Unknown } else { Cmp::WeAhead { floor: 0 } };
         }
         if e.id.addr != id.addr {
             let existing = id.clone();
             self.report_conflict(existing, e.id.clone());
             return Cmp::Ignore;
         }
-        if e.heartbeat == 0 {
+        let revived = m.observe(e.heartbeat, now, &phi);
+        let ours = DigestEntry { id: id.clone(), heartbeat: m.heartbeat, max_version: m.max_version };
+        if revived {
+            self.revive(&ours.id);
+        }
+        match ours.max_version.cmp(&e.max_version) {
+            std::cmp::Ordering::Greater => Cmp::WeAhead { floor: e.max_version },
+            std::cmp::Ordering::Less => Cmp::TheyAhead(ours),
+            std::cmp::Ordering::Equal => Cmp::Same { newer: (ours.heartbeat > e.heartbeat).then_some(ours) },
+        }
+    }
+
+    /// A peer's entry about this very node.
+    fn compare_self(&mut self, e: &DigestEntry) -> Cmp {
+        if *e.id != *self.me {
+            if e.id.generation >= self.me.generation {
+                self.report_conflict(self.me.clone(), e.id.clone());
+                return Cmp::Ignore;
+            }
+            // Our own previous incarnation: tell them about this one.
             return Cmp::WeAhead { floor: 0 };
         }
-        let ours = m.max_version;
-        self.observe_heartbeat(now, &e.id.name, e.heartbeat);
-        match ours.cmp(&e.max_version) {
-            std::cmp::Ordering::Greater => Cmp::WeAhead { floor: e.max_version },
-            std::cmp::Ordering::Less => Cmp::TheyAhead,
-            std::cmp::Ordering::Equal => Cmp::Same,
+        if let Some(v) = self.leave_version
+            && e.max_version >= v
+            && !self.leave_announced
+        {
+            self.leave_announced = true;
+            self.emit(Event::LeaveAnnounced);
+        }
+        let own = self.members.get(&self.me.name).expect("this node is always in its own membership");
+        if e.heartbeat == 0 {
+            Cmp::WeAhead { floor: 0 }
+        } else if own.max_version > e.max_version {
+            Cmp::WeAhead { floor: e.max_version }
+        } else {
+            Cmp::Same { newer: None }
         }
     }
 
@@ -664,7 +785,8 @@ impl Node {
     /// in random order, first each up to a fair share, then the rest of the
     /// budget in that order: no node's updates starve behind a busy one's.
     fn build_deltas(&mut self, mut wanted: Vec<(Id, u64)>, budget: usize) -> Vec<NodeDelta> {
-        wanted.dedup_by(|a, b| a.0.name == b.0.name);
+        wanted.sort_unstable_by(|a, b| a.0.name.cmp(&b.0.name).then(a.1.cmp(&b.1)));
+        wanted.dedup_by(|later, first| later.0.name == first.0.name);
         wanted.shuffle(&mut self.rng);
         let share = budget / wanted.len().max(1);
         let mut used = 0;
@@ -726,8 +848,7 @@ impl Node {
     }
 
     fn apply_delta(&mut self, now: Instant, d: NodeDelta) {
-        let name = d.id.name.clone();
-        if name == self.me.name {
+        if d.id.name == self.me.name {
             if *d.id != *self.me && d.id.generation >= self.me.generation {
                 self.report_conflict(self.me.clone(), d.id.clone());
             }
@@ -736,39 +857,36 @@ impl Node {
         if self.forgotten.contains(&d.id) {
             return;
         }
-        let mut fresh = false;
-        match self.members.entry(&name) {
+        let (i, fresh) = match self.members.find(&d.id.name) {
             None => {
                 if self.members.len() >= self.config.max_nodes {
                     self.metrics.nodes_refused += 1;
                     return;
                 }
-                self.admit(now, d.id.clone());
-                fresh = true;
+                (self.admit(now, d.id.clone()), true)
             }
-            Some((id, _)) if id.generation < d.id.generation => {
-                let old = id.clone();
-                self.supersede(now, old, d.id.clone());
-                fresh = true;
+            Some(i) => {
+                let id = self.members.at(i).0;
+                if id.generation < d.id.generation {
+                    (self.admit(now, d.id.clone()), true)
+                } else if id.generation > d.id.generation {
+                    return;
+                } else if id.addr != d.id.addr {
+                    let existing = id.clone();
+                    self.report_conflict(existing, d.id.clone());
+                    return;
+                } else {
+                    (i, false)
+                }
             }
-            Some((id, _)) if id.generation > d.id.generation => return,
-            Some((id, _)) if id.addr != d.id.addr => {
-                let existing = id.clone();
-                self.report_conflict(existing, d.id.clone());
-                return;
-            }
-            Some(_) => {}
-        }
-        let owner = self.members.entry(&name).map(|(id, _)| id.clone()).expect("member was just looked up or admitted");
-        self.observe_heartbeat(now, &name, d.heartbeat);
-        let m = self.members.get_mut(&name).expect("member was just looked up or admitted");
+        };
+        let phi = self.phi;
+        let (owner, m) = self.members.at_mut(i);
+        let owner = owner.clone();
+        let revived = m.observe(d.heartbeat, now, &phi);
+        let announced = d.left && !m.left;
+        m.left |= d.left;
         let old_mv = m.max_version;
-        if d.left && !m.left {
-            m.left = true;
-            let from = self.members.set_status(&name, Status::Left).expect("member exists");
-            self.emit(Event::MemberStatus { id: owner.clone(), from, to: Status::Left, reason: StatusReason::Announced });
-        }
-        let m = self.members.get_mut(&name).expect("member exists");
         let mut gone: Vec<String> = Vec::new();
         if d.reset && m.max_version < d.gc_version {
             // We are older than tombstones the peer has forgotten: start over.
@@ -776,57 +894,63 @@ impl Node {
             gone = old.iter().flat_map(|k| k.entries.iter()).filter(|(_, e)| e.value.is_some()).map(|(k, _)| k.clone()).collect();
             m.keyspace_mut().gc_version = d.gc_version;
             m.max_version = 0;
-        } else if d.floor > m.max_version {
-            // A gap: we lack updates between our version and the delta's floor.
-            self.metrics.deltas_skipped += 1;
-            self.add_behind(owner);
-            return;
         }
-        let limits = (self.config.max_keys_per_node, self.config.max_key_bytes, self.config.max_value_bytes);
-        let base = m.max_version;
-        let mut complete = d.max_version;
+        let applicable = d.floor <= m.max_version;
         let mut changes: Vec<Event> = Vec::new();
-        for u in d.updates {
-            if u.version <= base {
-                continue;
-            }
-            let ks = m.keyspace_mut();
-            let too_big = u.key.len() > limits.1 || u.value.as_ref().is_some_and(|v| v.len() > limits.2);
-            if too_big || (ks.entries.len() >= limits.0 && !ks.entries.contains_key(&u.key)) {
-                // Refuse the rest: we stay complete only below this update.
-                complete = u.version - 1;
-                break;
-            }
-            let key = u.key.clone();
-            let version = u.version;
-            match ks.apply(u, now) {
-                Some(Change::Set(value)) => {
-                    changes.push(Event::KeyChanged { owner: owner.clone(), key, value, version });
+        if applicable {
+            let (max_keys, max_key, max_value) = (self.config.max_keys_per_node, self.config.max_key_bytes, self.config.max_value_bytes);
+            let base = m.max_version;
+            let mut complete = d.max_version;
+            for u in d.updates {
+                if u.version <= base {
+                    continue;
                 }
-                Some(Change::Deleted) => changes.push(Event::KeyDeleted { owner: owner.clone(), key }),
-                None => {}
+                let ks = m.keyspace_mut();
+                let too_big = u.key.len() > max_key || u.value.as_ref().is_some_and(|v| v.len() > max_value);
+                if too_big || (ks.entries.len() >= max_keys && !ks.entries.contains_key(&u.key)) {
+                    // Refuse the rest: we stay complete only below this update.
+                    complete = u.version - 1;
+                    break;
+                }
+                let key = u.key.clone();
+                let version = u.version;
+                match ks.apply(u, now) {
+                    Some(Change::Set(value)) => changes.push(Event::KeyChanged { owner: owner.clone(), key, value, version }),
+                    Some(Change::Deleted) => changes.push(Event::KeyDeleted { owner: owner.clone(), key }),
+                    None => {}
+                }
             }
+            m.max_version = m.max_version.max(complete);
         }
-        m.max_version = m.max_version.max(complete);
-        if !gone.is_empty() {
-            let ks = m.keyspace();
-            for key in gone {
-                if ks.and_then(|k| k.get(&key)).is_none() {
-                    changes.push(Event::KeyDeleted { owner: owner.clone(), key });
-                }
+        for key in gone {
+            if m.keyspace().and_then(|k| k.get(&key)).is_none() {
+                changes.push(Event::KeyDeleted { owner: owner.clone(), key });
             }
         }
         let new_mv = m.max_version;
+        if announced {
+            let from = self.members.set_status_at(i, Status::Left);
+            self.emit(Event::MemberStatus { id: owner.clone(), from, to: Status::Left, reason: StatusReason::Announced });
+        } else if revived {
+            self.revive(&owner);
+        }
+        if !applicable {
+            // A gap: we lack updates between our version and the delta's floor.
+            self.metrics.deltas_skipped += 1;
+            self.add_behind(owner.clone());
+        }
         self.metrics.updates_applied += changes.len() as u64;
         for e in changes {
             self.emit(e);
         }
-        if fresh || new_mv > old_mv {
-            self.push_hot(owner, if fresh { 0 } else { old_mv }, now);
+        if fresh || new_mv > old_mv || announced {
+            self.push_hot(owner, if fresh { 0 } else { old_mv }, now, fresh);
         }
     }
 
-    fn admit(&mut self, now: Instant, id: Id) {
+    /// Admits a new member, or a new generation of a known one (which then
+    /// replaces everything of the old one). Returns its slot.
+    fn admit(&mut self, now: Instant, id: Id) -> usize {
         let m = Member {
             heartbeat: 0,
             max_version: 0,
@@ -835,37 +959,26 @@ impl Node {
             detector: Detector::new(now, self.config.gossip_interval),
             keys: None,
         };
-        self.members.insert(id.clone(), m, false);
-        self.emit(Event::MemberJoined { id });
-    }
-
-    /// A restart: the new generation replaces everything of the old one.
-    fn supersede(&mut self, now: Instant, old: Id, new: Id) {
-        if let Some((_, m)) = self.members.remove(&old.name) {
-            for (key, e) in m.keys.iter().flat_map(|k| k.entries.iter()) {
-                if e.value.is_some() {
-                    self.emit(Event::KeyDeleted { owner: old.clone(), key: key.clone() });
+        let (i, old) = self.members.insert(id.clone(), m);
+        match old {
+            None => self.emit(Event::MemberJoined { id }),
+            Some((old, m)) => {
+                for (key, e) in m.keys.iter().flat_map(|k| k.entries.iter()) {
+                    if e.value.is_some() {
+                        self.emit(Event::KeyDeleted { owner: old.clone(), key: key.clone() });
+                    }
                 }
+                self.hot.retain(|h| h.id.name != old.name);
+                self.emit(Event::MemberRestarted { old, new: id });
             }
         }
-        self.hot.retain(|h| h.id.name != old.name);
-        self.admit(now, new.clone());
-        self.emit(Event::MemberRestarted { old, new });
+        i
     }
 
-    fn observe_heartbeat(&mut self, now: Instant, name: &str, heartbeat: u64) {
-        let phi = self.phi;
-        let Some(m) = self.members.get_mut(name) else { return };
-        if heartbeat <= m.heartbeat {
-            return;
-        }
-        m.heartbeat = heartbeat;
-        m.detector.heartbeat(now, &phi);
-        if matches!(m.status, Status::Suspect | Status::Dead) {
-            let id = self.members.entry(name).map(|(id, _)| id.clone()).expect("member exists");
-            let from = self.members.set_status(name, Status::Live).expect("member exists");
-            self.emit(Event::MemberStatus { id, from, to: Status::Live, reason: StatusReason::Heartbeat });
-        }
+    /// A Suspect or Dead member heartbeats again.
+    fn revive(&mut self, id: &Id) {
+        let from = self.members.set_status(&id.name, Status::Live).expect("member exists");
+        self.emit(Event::MemberStatus { id: id.clone(), from, to: Status::Live, reason: StatusReason::Heartbeat });
     }
 
     fn check_sender(&mut self, sender: &Id) {
@@ -887,7 +1000,7 @@ impl Node {
         if now.saturating_since(self.last_activity) > self.config.stall_threshold {
             self.metrics.stalls += 1;
             tracing::warn!(node = %self.me, stalled_ms = now.saturating_since(self.last_activity).as_millis() as u64, "node was stalled; restarting failure-detector clocks");
-            for m in self.members.map.values_mut() {
+            for (_, m) in self.members.iter_mut() {
                 m.detector.restart_clock(now);
             }
         }
@@ -917,16 +1030,15 @@ impl Node {
         let slice = FD_SLICE.max(n / 4);
         let grace = self.config.grace_period;
         let threshold = self.config.phi_threshold;
-        let mut last = None;
         let mut changes: Vec<(Id, Status, StatusReason)> = Vec::new();
         let mut forget: Vec<Id> = Vec::new();
         let mut gc: Vec<Id> = Vec::new();
-        for (k, m) in rotate(&self.members.map, self.fd_cursor.as_deref()).take(slice.min(n)) {
-            last = Some(k.0.name.clone());
+        for i in rotate(n, self.fd_cursor).take(slice.min(n)) {
+            let (id, m) = self.members.at(i);
             if m.keys.as_ref().is_some_and(|ks| ks.entries.values().any(|e| e.value.is_none())) {
-                gc.push(k.0.clone());
+                gc.push(id.clone());
             }
-            if k.0.name == self.me.name {
+            if i == 0 {
                 continue;
             }
             let silent = now.saturating_since(m.detector.last);
@@ -937,24 +1049,24 @@ impl Node {
                 Status::Live => {
                     let phi = m.detector.phi_after(silent, &self.phi);
                     if phi > threshold {
-                        changes.push((k.0.clone(), Status::Suspect, StatusReason::Silent { silent_for: silent, phi }));
+                        changes.push((id.clone(), Status::Suspect, StatusReason::Silent { silent_for: silent, phi }));
                     }
                 }
                 Status::Suspect => {
                     let phi = m.detector.phi_after(silent.saturating_sub(self.config.suspect_timeout), &self.phi);
                     if phi > threshold {
                         let now_phi = m.detector.phi_after(silent, &self.phi);
-                        changes.push((k.0.clone(), Status::Dead, StatusReason::Silent { silent_for: silent, phi: now_phi }));
+                        changes.push((id.clone(), Status::Dead, StatusReason::Silent { silent_for: silent, phi: now_phi }));
                     }
                 }
                 Status::Dead | Status::Left => {
                     if silent >= grace {
-                        forget.push(k.0.clone());
+                        forget.push(id.clone());
                     }
                 }
             }
         }
-        self.fd_cursor = last;
+        self.fd_cursor = (self.fd_cursor + slice.min(n)) % n;
         for (id, to, reason) in changes {
             let from = self.members.set_status(&id.name, to).expect("member was just checked");
             match to {
@@ -982,13 +1094,15 @@ impl Node {
 
     // ----- helpers -------------------------------------------------------
 
-    fn push_hot(&mut self, id: Id, floor: u64, now: Instant) {
+    /// Marks a node's state as fresh news. `new` says the node (or its
+    /// generation) was just admitted, so it cannot be listed yet.
+    fn push_hot(&mut self, id: Id, floor: u64, now: Instant, new: bool) {
         let rounds = self.config.hot_rounds.unwrap_or_else(|| {
             let n = self.members.len().max(2) as f64;
             n.log2().ceil() as u32 + 2
         });
         let until = now + self.config.gossip_interval * rounds;
-        if let Some(h) = self.hot.iter_mut().find(|h| h.id.name == id.name) {
+        if !new && let Some(h) = self.hot.iter_mut().find(|h| h.id.name == id.name) {
             if h.id.generation != id.generation {
                 h.floor = floor;
                 h.id = id;
@@ -999,9 +1113,9 @@ impl Node {
             return;
         }
         if self.hot.len() >= MAX_HOT {
-            self.hot.remove(0);
+            self.hot.pop_front();
         }
-        self.hot.push(Hot { id, floor, until });
+        self.hot.push_back(Hot { id, floor, until });
     }
 
     fn add_behind(&mut self, id: Id) {
@@ -1062,17 +1176,8 @@ fn info(id: &Id, m: &Member) -> MemberInfo {
     }
 }
 
-/// Members in name order starting after `after`, wrapping around once.
-fn rotate<'a>(
-    map: &'a std::collections::BTreeMap<MemberKey, Member>,
-    after: Option<&'a str>,
-) -> impl Iterator<Item = (&'a MemberKey, &'a Member)> + 'a {
-    let (tail, head) = match after {
-        Some(a) => (
-            map.range::<str, _>((Bound::Excluded(a), Bound::Unbounded)),
-            map.range::<str, _>((Bound::Unbounded, Bound::Included(a))),
-        ),
-        None => (map.range::<str, _>(..), map.range::<str, _>((Bound::Unbounded, Bound::Excluded("")))),
-    };
-    tail.chain(head)
+/// Slot indices from `start`, wrapping around once.
+fn rotate(n: usize, start: usize) -> impl Iterator<Item = usize> {
+    let start = if start < n { start } else { 0 };
+    (start..n).chain(0..start)
 }
