@@ -173,15 +173,10 @@ impl Members {
         self.counts[slot(s)]
     }
 
-    /// Inserts a member, or replaces the one of the same name (a restart).
-    /// Returns its slot and the member replaced.
-    pub fn insert(&mut self, id: Id, member: Member) -> (usize, Option<(Id, Member)>) {
+    /// Inserts a member whose name is not in the table. Returns its slot.
+    pub fn insert(&mut self, id: Id, member: Member) -> usize {
+        debug_assert!(self.find(&id.name).is_none(), "insert takes new names only");
         self.counts[slot(member.status)] += 1;
-        if let Some(i) = self.find(&id.name) {
-            let old = std::mem::replace(&mut self.slots[i], (id, member));
-            self.counts[slot(old.1.status)] -= 1;
-            return (i, Some(old));
-        }
         let h = Self::hash(&self.hasher, &id.name);
         let i = u32::try_from(self.slots.len()).expect("max_nodes keeps the table far below 2^32 members");
         if self.slots.len() == self.slots.capacity() {
@@ -192,7 +187,17 @@ impl Members {
         self.slots.push((id, member));
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.index.insert_unique(h, i, |&j| Self::hash(hasher, &slots[j as usize].0.name));
-        (i as usize, None)
+        i as usize
+    }
+
+    /// Replaces the member in slot `i` by one of the same name (a restart).
+    /// Returns the one replaced.
+    pub fn replace(&mut self, i: usize, id: Id, member: Member) -> (Id, Member) {
+        debug_assert_eq!(self.slots[i].0.name, id.name, "a replacement keeps the name");
+        self.counts[slot(member.status)] += 1;
+        let old = std::mem::replace(&mut self.slots[i], (id, member));
+        self.counts[slot(old.1.status)] -= 1;
+        old
     }
 
     pub fn remove(&mut self, name: &str) -> Option<(Id, Member)> {
@@ -300,7 +305,8 @@ mod tests {
         assert_eq!(m.at(0).0.name, "me");
         let live = m.iter().filter(|(_, x)| x.status == Status::Live).count();
         assert_eq!(m.count(Status::Live), live);
-        let old = m.insert(id("n1", 2), member(Status::Live)).1.expect("n1 was there");
+        let i = m.find("n1").expect("n1 was there");
+        let old = m.replace(i, id("n1", 2), member(Status::Live));
         assert_eq!(old.0.generation, 1);
         assert_eq!(m.entry("n1").map(|(i, _)| i.generation), Some(2));
     }

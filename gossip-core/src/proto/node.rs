@@ -65,7 +65,15 @@ struct Hot {
 /// A catch-up in progress: paging through one peer's membership.
 #[derive(Clone, Debug)]
 struct Sweep {
-    peer: SocketAddr,
+    peer: Id,
+    /// Where the next page starts in the peer's membership.
+    cursor: u64,
+    /// Where this run of pages started.
+    resumed_at: u64,
+    /// Pages are being fetched (false: finished, kept for resuming).
+    active: bool,
+    /// The last run brought nothing new: try another peer next time.
+    exhausted: bool,
     /// Last time a page arrived.
     progress: Instant,
 }
@@ -150,6 +158,7 @@ pub struct Node {
     behind: Vec<Id>,
     digest_cursor: usize,
     sweep: Option<Sweep>,
+    best_known: Option<(Id, u64)>,
     fd_cursor: usize,
     next_tick: Instant,
     last_activity: Instant,
@@ -200,6 +209,7 @@ impl Node {
             behind: Vec::new(),
             digest_cursor: 0,
             sweep: None,
+            best_known: None,
             fd_cursor: 0,
             next_tick: now,
             last_activity: now,
@@ -422,13 +432,13 @@ impl Node {
         match envelope.message {
             Message::Syn { digest, known, page } => {
                 self.on_syn(now, &sender, digest, page);
-                self.consider_sweep(now, sender.addr, known);
+                self.consider_sweep(now, &sender, known);
             }
             Message::SynAck { digest, delta, known, next_page } => {
                 for d in delta {
                     self.apply_delta(now, d);
                 }
-                self.continue_sweep(now, sender.addr, known, next_page);
+                self.continue_sweep(now, &sender, known, next_page);
                 let mut wanted = Vec::new();
                 for e in &digest {
                     match self.compare(now, e) {
@@ -498,46 +508,95 @@ impl Node {
         }
         targets.sort_unstable();
         targets.dedup();
-        if let Some(sw) = &self.sweep
+        if let Some(sw) = &mut self.sweep
+            && sw.active
             && now.saturating_since(sw.progress) > self.config.gossip_interval * 3
         {
             // The peer we were catching up from went quiet.
             self.sweep = None;
         }
+        self.resume_sweep(now);
         for to in targets {
             self.send_syn(to, None);
         }
     }
 
     fn send_syn(&mut self, to: SocketAddr, page: Option<u64>) {
-        let digest = self.syn_digest();
+        let digest = match page {
+            // A catch-up exchange carries no window: it is about the page.
+            Some(_) => vec![self.own_entry()],
+            None => self.syn_digest(),
+        };
         let known = self.members.len() as u64;
         self.send(to, Message::Syn { digest, known, page });
     }
 
-    /// Starts catching up from a peer that knows far more members than we
-    /// do (we just joined): instead of learning members a digest window at
-    /// a time, sweep through its membership a page per exchange.
-    fn consider_sweep(&mut self, now: Instant, peer: SocketAddr, known: u64) {
-        let ours = self.members.len() as u64;
-        if self.sweep.is_some() || known <= ours + SWEEP_MIN.max(ours / 16) {
+    fn own_entry(&self) -> DigestEntry {
+        let (id, m) = self.members.at(0);
+        DigestEntry { id: id.clone(), heartbeat: m.heartbeat, max_version: m.max_version }
+    }
+
+    /// Notes a peer's member count. A node that knows far fewer members
+    /// than a peer (it just joined) catches up by sweeping through one
+    /// peer's membership a page per exchange instead of learning members a
+    /// digest window at a time. The first sweep starts at once.
+    fn consider_sweep(&mut self, now: Instant, peer: &Id, known: u64) {
+        if known <= self.sweep_threshold() {
             return;
         }
-        self.sweep = Some(Sweep { peer, progress: now });
-        self.members.reserve(usize::try_from(known - ours).unwrap_or(0).min(self.config.max_nodes));
-        self.send_syn(peer, Some(0));
+        if self.best_known.as_ref().is_none_or(|(_, k)| known > *k) {
+            self.best_known = Some((peer.clone(), known));
+        }
+        if self.sweep.is_none() {
+            let ours = self.members.len() as u64;
+            self.members.reserve(usize::try_from(known - ours).unwrap_or(0).min(self.config.max_nodes));
+            self.start_sweep(now, peer.clone(), 0);
+        }
+    }
+
+    fn sweep_threshold(&self) -> u64 {
+        let ours = self.members.len() as u64;
+        ours + SWEEP_MIN.max(ours / 16)
+    }
+
+    fn start_sweep(&mut self, now: Instant, peer: Id, cursor: u64) {
+        let addr = peer.addr;
+        self.sweep = Some(Sweep { peer, cursor, resumed_at: cursor, active: true, exhausted: false, progress: now });
+        self.send_syn(addr, Some(cursor));
+    }
+
+    /// Once a round: if a peer knew far more members than we do, resume the
+    /// sweep from the peer we swept before (its members are kept in arrival
+    /// order, so resuming reads only the newer ones), or, if that peer is
+    /// gone or had nothing new, start over from the peer that knows most.
+    fn resume_sweep(&mut self, now: Instant) {
+        let Some((best, known)) = self.best_known.take() else { return };
+        if known <= self.sweep_threshold() {
+            return;
+        }
+        match &self.sweep {
+            Some(sw) if sw.active => {}
+            Some(sw) if !sw.exhausted && self.members.get(&sw.peer.name).is_some_and(|m| m.status == Status::Live) => {
+                let (peer, cursor) = (sw.peer.clone(), sw.cursor);
+                self.start_sweep(now, peer, cursor);
+            }
+            _ => self.start_sweep(now, best, 0),
+        }
     }
 
     /// Asks for the next page of a sweep right away, or ends it.
-    fn continue_sweep(&mut self, now: Instant, peer: SocketAddr, known: u64, next_page: Option<u64>) {
-        match &mut self.sweep {
-            Some(sw) if sw.peer == peer => match next_page {
-                Some(next) => {
-                    sw.progress = now;
-                    self.send_syn(peer, Some(next));
+    fn continue_sweep(&mut self, now: Instant, peer: &Id, known: u64, next_page: Option<u64>) {
+        match (&mut self.sweep, next_page) {
+            (Some(sw), Some(next)) if sw.active && sw.peer == *peer => {
+                sw.cursor = next;
+                sw.progress = now;
+                if next < known {
+                    self.send_syn(peer.addr, Some(next));
+                } else {
+                    sw.active = false;
+                    sw.exhausted = next == sw.resumed_at;
                 }
-                None => self.sweep = None,
-            },
+            }
             _ => self.consider_sweep(now, peer, known),
         }
     }
@@ -594,8 +653,8 @@ impl Node {
         let entry = |name: &str| {
             self.members.entry(name).map(|(id, m)| (id, DigestEntry { id: id.clone(), heartbeat: m.heartbeat, max_version: m.max_version }))
         };
-        let (me, own) = entry(&self.me.name).expect("this node is always in its own membership");
-        listed.insert(&me.name);
+        let own = self.own_entry();
+        listed.insert(&self.me.name);
         push(own, budget, &mut out);
         for h in &self.hot {
             if let Some((id, e)) = entry(&h.id.name)
@@ -679,28 +738,23 @@ impl Node {
         let mut next_page = None;
         if let Some(start) = page {
             let room = budget.saturating_sub(delta.iter().map(size::node_delta).sum::<usize>());
-            let listed: HashSet<&str> = mentioned.iter().copied().chain(delta.iter().map(|d| d.id.name.as_str())).collect();
-            let (headers, next) = self.membership_page(&listed, room, start);
-            next_page = next;
+            let (headers, next) = self.membership_page(room, start);
+            next_page = Some(next);
             delta.extend(headers);
         }
         let known = self.members.len() as u64;
         self.send(sender.addr, Message::SynAck { digest: reply, delta, known, next_page });
     }
 
-    /// Headers of the members in slots `start..`, skipping those already
-    /// listed, within `room` bytes. Returns them and where the next page
-    /// starts, if anything remains.
-    fn membership_page(&self, listed: &HashSet<&str>, room: usize, start: u64) -> (Vec<NodeDelta>, Option<u64>) {
+    /// Headers of the members in slots `start..`, within `room` bytes.
+    /// Returns them and the slot the next page starts at.
+    fn membership_page(&self, room: usize, start: u64) -> (Vec<NodeDelta>, u64) {
         let n = self.members.len();
         let mut used = 0;
         let mut page = Vec::with_capacity(room / 24);
-        let start = usize::try_from(start).unwrap_or(usize::MAX);
-        for i in start.min(n)..n {
+        let start = usize::try_from(start).unwrap_or(usize::MAX).min(n);
+        for i in start..n {
             let (id, m) = self.members.at(i);
-            if listed.contains(id.name.as_str()) {
-                continue;
-            }
             let d = NodeDelta {
                 id: id.clone(),
                 heartbeat: m.heartbeat,
@@ -713,12 +767,12 @@ impl Node {
             };
             let s = size::node_delta(&d);
             if used + s > room {
-                return (page, Some(i as u64));
+                return (page, i as u64);
             }
             used += s;
             page.push(d);
         }
-        (page, None)
+        (page, n as u64)
     }
 
     /// Compares a peer's digest entry with what we hold, adopting a newer
@@ -863,12 +917,12 @@ impl Node {
                     self.metrics.nodes_refused += 1;
                     return;
                 }
-                (self.admit(now, d.id.clone()), true)
+                (self.admit(now, d.id.clone(), None), true)
             }
             Some(i) => {
                 let id = self.members.at(i).0;
                 if id.generation < d.id.generation {
-                    (self.admit(now, d.id.clone()), true)
+                    (self.admit(now, d.id.clone(), Some(i)), true)
                 } else if id.generation > d.id.generation {
                     return;
                 } else if id.addr != d.id.addr {
@@ -948,9 +1002,10 @@ impl Node {
         }
     }
 
-    /// Admits a new member, or a new generation of a known one (which then
-    /// replaces everything of the old one). Returns its slot.
-    fn admit(&mut self, now: Instant, id: Id) -> usize {
+    /// Admits a new member, or a new generation of the known one in slot
+    /// `replacing` (which then supersedes everything of the old one).
+    /// Returns its slot.
+    fn admit(&mut self, now: Instant, id: Id, replacing: Option<usize>) -> usize {
         let m = Member {
             heartbeat: 0,
             max_version: 0,
@@ -959,19 +1014,19 @@ impl Node {
             detector: Detector::new(now, self.config.gossip_interval),
             keys: None,
         };
-        let (i, old) = self.members.insert(id.clone(), m);
-        match old {
-            None => self.emit(Event::MemberJoined { id }),
-            Some((old, m)) => {
-                for (key, e) in m.keys.iter().flat_map(|k| k.entries.iter()) {
-                    if e.value.is_some() {
-                        self.emit(Event::KeyDeleted { owner: old.clone(), key: key.clone() });
-                    }
-                }
-                self.hot.retain(|h| h.id.name != old.name);
-                self.emit(Event::MemberRestarted { old, new: id });
+        let Some(i) = replacing else {
+            let i = self.members.insert(id.clone(), m);
+            self.emit(Event::MemberJoined { id });
+            return i;
+        };
+        let (old, gone) = self.members.replace(i, id.clone(), m);
+        for (key, e) in gone.keys.iter().flat_map(|k| k.entries.iter()) {
+            if e.value.is_some() {
+                self.emit(Event::KeyDeleted { owner: old.clone(), key: key.clone() });
             }
         }
+        self.hot.retain(|h| h.id.name != old.name);
+        self.emit(Event::MemberRestarted { old, new: id });
         i
     }
 

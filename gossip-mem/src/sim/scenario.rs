@@ -3,7 +3,7 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gossip_core::proto::{Config, Event, Instant, Status};
+use gossip_core::proto::{Config, Event, Instant};
 
 use crate::sim::{Ctx, Faults, Sim, SimConfig};
 
@@ -134,34 +134,326 @@ pub fn rounds(d: Duration, interval: Duration) -> f64 {
     d.as_secs_f64() / interval.as_secs_f64()
 }
 
-/// Whether every up, not-left node holds the same view: every other such
-/// node known at its current generation, Live, with all of its updates.
-/// Returns the first disagreement found.
-pub fn check_converged(sim: &Sim) -> Result<(), String> {
-    let up: Vec<usize> = (0..sim.len()).filter(|&i| sim.node(i).is_some_and(|n| n.member(&n.id().name).is_some_and(|m| m.status == Status::Live))).collect();
-    let truth: Vec<(String, u64, u64)> = up
-        .iter()
-        .map(|&k| {
-            let n = sim.node(k).expect("listed as up");
-            let me = n.member(&n.id().name).expect("a node knows itself");
-            (n.id().name.clone(), n.id().generation, me.max_version)
+
+/// The failure scenarios of the `simulate` example.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// One node crashes in a converged cluster.
+    Crash,
+    /// One node stops processing for 30 rounds, then resumes.
+    Pause,
+    /// Two halves for 60 rounds with writes on both sides, then heal.
+    Partition,
+    /// Random crashes, restarts, joins, leaves and deletes, then quiet.
+    Churn,
+    /// A steady cluster under message loss.
+    Loss,
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "crash" => Kind::Crash,
+            "pause" => Kind::Pause,
+            "partition" => Kind::Partition,
+            "churn" => Kind::Churn,
+            "loss" => Kind::Loss,
+            other => return Err(format!("unknown scenario {other:?} (crash, pause, partition, churn, loss)")),
         })
-        .collect();
-    for &i in &up {
-        let n = sim.node(i).expect("listed as up");
-        for (name, generation, mv) in &truth {
-            match n.member(name) {
-                None => return Err(format!("n{i} does not know {name}")),
-                Some(m) if m.id.generation != *generation => {
-                    return Err(format!("n{i} holds {name} at generation {}, not {generation}", m.id.generation));
-                }
-                Some(m) if m.status != Status::Live => return Err(format!("n{i} sees {name} as {:?}", m.status)),
-                Some(m) if m.max_version != *mv => {
-                    return Err(format!("n{i} holds {name} up to version {}, not {mv}", m.max_version));
-                }
-                Some(_) => {}
+    }
+}
+
+impl Kind {
+    /// The scenario's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Crash => "crash",
+            Kind::Pause => "pause",
+            Kind::Partition => "partition",
+            Kind::Churn => "churn",
+            Kind::Loss => "loss",
+        }
+    }
+}
+
+/// What a failure scenario measured. Rounds are gossip intervals.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScenarioReport {
+    /// Which scenario.
+    pub scenario: Kind,
+    /// Nodes at the start.
+    pub nodes: usize,
+    /// Crash: rounds from the crash until every live node marked it Dead.
+    pub detection_rounds: Option<f64>,
+    /// Pause: rounds from the resume until every node sees it Live again.
+    pub recovery_rounds: Option<f64>,
+    /// Partition: rounds from the heal until every node holds the same state.
+    /// Churn: rounds from the end of churn until the same.
+    pub heal_rounds: Option<f64>,
+    /// Times a running, unpaused, reachable node was declared Dead.
+    pub false_positives: usize,
+    /// Deleted keys or forgotten nodes that came back (must be 0).
+    pub resurrections: usize,
+    /// All invariant violations (false positives and resurrections included).
+    pub violations: Vec<super::invariants::Violation>,
+    /// Whether the scenario's end condition was reached.
+    pub converged: bool,
+    /// Virtual rounds simulated in all.
+    pub rounds: f64,
+    /// The run's trace hash.
+    pub trace_hash: u64,
+}
+
+/// Parameters of a failure scenario.
+#[derive(Clone, Debug)]
+pub struct ScenarioConfig {
+    /// Nodes.
+    pub nodes: usize,
+    /// Message loss (all scenarios; `loss` uses it throughout).
+    pub loss: f64,
+    /// Loss scenario: rounds to run. Churn: rounds of churn.
+    pub duration: f64,
+    /// Run invariant checks over the whole cluster every round (slow at
+    /// thousands of nodes; event checks always run).
+    pub full_checks: bool,
+    /// The simulation (seed, protocol config, faults other than loss).
+    pub sim: SimConfig,
+}
+
+struct Run {
+    sim: Sim,
+    checker: super::invariants::Checker,
+    interval: u64,
+}
+
+impl Run {
+    fn start(cfg: &ScenarioConfig) -> Option<Self> {
+        let mut sim_cfg = cfg.sim.clone();
+        sim_cfg.faults.loss = cfg.loss;
+        let (sim, joined) = converged_cluster(sim_cfg, cfg.nodes, 200.0, &mut |_, _| {});
+        let interval = u64::try_from(sim.config().proto.gossip_interval.as_micros()).unwrap_or(u64::MAX);
+        joined.then_some(Run { sim, checker: Default::default(), interval })
+    }
+
+    /// Runs for `rounds`, checking invariants; `watch` sees every event.
+    fn run(&mut self, rounds: f64, full: bool, watch: &mut dyn FnMut(&Ctx<'_>, &Event)) {
+        let end = self.sim.now() + self.sim.config().proto.gossip_interval.mul_f64(rounds);
+        self.run_until(end, full, watch, &mut |_| false);
+    }
+
+    /// Runs until `done` (checked every tenth of a round) or `end`.
+    fn run_until(&mut self, end: Instant, full: bool, watch: &mut dyn FnMut(&Ctx<'_>, &Event), done: &mut dyn FnMut(&Sim) -> bool) -> bool {
+        let tick = self.sim.config().proto.gossip_interval / 10;
+        let mut ticks = 0u64;
+        loop {
+            if done(&self.sim) {
+                return true;
+            }
+            if self.sim.now() >= end {
+                return false;
+            }
+            let next = (self.sim.now() + tick).min(end);
+            let (checker, interval) = (&mut self.checker, self.interval);
+            self.sim.run_until(next, &mut |ctx: &Ctx<'_>, e: &Event| {
+                checker.on_event(ctx, e, interval);
+                watch(ctx, e);
+            });
+            ticks += 1;
+            if full && ticks % 10 == 0 {
+                self.checker.on_round(&self.sim);
             }
         }
     }
-    Ok(())
+
+    fn report(self, scenario: Kind, nodes: usize, converged: bool) -> ScenarioReport {
+        ScenarioReport {
+            scenario,
+            nodes,
+            detection_rounds: None,
+            recovery_rounds: None,
+            heal_rounds: None,
+            false_positives: self.checker.false_dead.count,
+            resurrections: self.checker.count_of(super::invariants::resurrection::NAME),
+            violations: self.checker.violations().to_vec(),
+            converged,
+            rounds: self.sim.rounds(),
+            trace_hash: self.sim.trace_hash(),
+        }
+    }
+}
+
+/// Runs one failure scenario. Returns `None` if the cluster did not even
+/// form (membership did not converge within 200 rounds).
+pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
+    let mut run = Run::start(cfg)?;
+    let n = cfg.nodes;
+    let full = cfg.full_checks;
+    let interval = run.sim.config().proto.gossip_interval;
+    let rounds_since = |sim: &Sim, t: Instant| sim.now().saturating_since(t).as_secs_f64() / interval.as_secs_f64();
+    // Let failure detectors learn the heartbeat rhythm first.
+    run.run(10.0, full, &mut |_, _| {});
+    let victim = 1 + (super::mix(cfg.sim.seed) as usize) % (n - 1).max(1);
+    let victim_name = format!("n{victim}");
+    match kind {
+        Kind::Crash => {
+            let t0 = run.sim.now();
+            run.sim.crash(victim);
+            let seen = Cell::new(0usize);
+            let mut watch = |_: &Ctx<'_>, e: &Event| {
+                if let Event::MemberStatus { id, to: gossip_core::proto::Status::Dead, .. } = e
+                    && id.name == victim_name
+                {
+                    seen.set(seen.get() + 1);
+                }
+            };
+            let end = t0 + interval * 60;
+            let detected = run.run_until(end, full, &mut watch, &mut |_| seen.get() >= n - 1);
+            let detection = detected.then(|| rounds_since(&run.sim, t0));
+            // A few more rounds: nobody else may be convicted meanwhile.
+            run.run(5.0, full, &mut |_, _| {});
+            let mut r = run.report(kind, n, detected);
+            r.detection_rounds = detection;
+            Some(r)
+        }
+        Kind::Pause => {
+            run.sim.pause(victim);
+            run.run(30.0, full, &mut |_, _| {});
+            let t0 = run.sim.now();
+            // Who currently sees the victim as not Live.
+            let mut down: std::collections::HashSet<usize> = (0..n)
+                .filter(|&i| i != victim && run.sim.node(i).and_then(|x| x.member(&victim_name)).is_none_or(|m| m.status != gossip_core::proto::Status::Live))
+                .collect();
+            run.sim.resume(victim, &mut |_, _| {});
+            let down_cell = std::cell::RefCell::new(std::mem::take(&mut down));
+            let mut watch = |ctx: &Ctx<'_>, e: &Event| {
+                if let Event::MemberStatus { id, to, .. } = e
+                    && id.name == victim_name
+                {
+                    let mut d = down_cell.borrow_mut();
+                    if *to == gossip_core::proto::Status::Live {
+                        d.remove(&ctx.node);
+                    } else {
+                        d.insert(ctx.node);
+                    }
+                }
+            };
+            let end = t0 + interval * 60;
+            let recovered = run.run_until(end, full, &mut watch, &mut |_| down_cell.borrow().is_empty());
+            let recovery = recovered.then(|| rounds_since(&run.sim, t0));
+            run.run(10.0, full, &mut |_, _| {});
+            let mut r = run.report(kind, n, recovered);
+            r.recovery_rounds = recovery;
+            Some(r)
+        }
+        Kind::Partition => {
+            for i in 0..n {
+                run.sim.set_group(i, if i < n / 2 { 1 } else { 2 });
+            }
+            for round in 0..60 {
+                if round % 10 == 0 {
+                    for (side, writer) in [(0, 1 + round % (n / 2).max(1)), (1, n / 2 + round % (n - n / 2))] {
+                        let key = format!("split-{side}-{round}");
+                        run.sim.with_node(writer.min(n - 1), |x, now| x.set(now, &key, Bytes::from_static(b"v")), &mut |_, _| {});
+                    }
+                }
+                run.run(1.0, full, &mut |_, _| {});
+            }
+            run.sim.heal();
+            let t0 = run.sim.now();
+            let end = t0 + interval * 120;
+            let healed = run.run_until(end, full, &mut |_, _| {}, &mut |sim| {
+                super::invariants::convergence::check(sim).is_ok()
+            });
+            let heal = healed.then(|| rounds_since(&run.sim, t0));
+            let mut r = run.report(kind, n, healed);
+            r.heal_rounds = heal;
+            Some(r)
+        }
+        Kind::Churn => Some(churn(run, cfg)),
+        Kind::Loss => {
+            run.run(cfg.duration, full, &mut |_, _| {});
+            let ok = super::invariants::convergence::check(&run.sim).is_ok();
+            Some(run.report(kind, n, ok))
+        }
+    }
+}
+
+fn churn(mut run: Run, cfg: &ScenarioConfig) -> ScenarioReport {
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+    let n0 = cfg.nodes;
+    let full = cfg.full_checks;
+    let interval = run.sim.config().proto.gossip_interval;
+    let mut rng = StdRng::seed_from_u64(super::mix(cfg.sim.seed ^ 0xc4u64));
+    let mut leaving: Vec<(usize, Instant)> = Vec::new();
+    let mut keys: Vec<(usize, String)> = Vec::new();
+    for round in 0..cfg.duration as u64 {
+        let len = run.sim.len();
+        let pick = |rng: &mut StdRng| 1 + rng.random_range(0..len - 1);
+        let i = pick(&mut rng);
+        match rng.random_range(0..10u32) {
+            // Crash a running node.
+            0 if run.sim.is_up(i) => run.sim.crash(i),
+            // Restart a crashed one: a new generation, empty state.
+            1 if !run.sim.is_up(i) => {
+                run.sim.restart(i);
+                run.checker.versions.restarted(i);
+                run.checker.resurrection.restarted(i);
+            }
+            // A new node joins through the seed.
+            2 => {
+                run.sim.add_node(&[0]);
+            }
+            // A graceful leave; the node stops a few rounds later.
+            3 if run.sim.is_up(i) && !leaving.iter().any(|(l, _)| *l == i) => {
+                run.sim.with_node(i, |x, now| x.leave(now), &mut |_, _| {});
+                leaving.push((i, run.sim.now() + interval * 3));
+            }
+            // Writes and deletes.
+            4..=6 if run.sim.is_up(i) => {
+                let key = format!("k{round}");
+                let ok = run.sim.with_node(i, |x, now| x.set(now, &key, Bytes::from_static(b"v")).is_ok(), &mut |_, _| {});
+                if ok == Some(true) {
+                    keys.push((i, key));
+                }
+            }
+            7..=8 if !keys.is_empty() => {
+                let (owner, key) = keys.swap_remove(rng.random_range(0..keys.len()));
+                let deleted = run.sim.with_node(owner, |x, now| x.delete(now, &key).ok().flatten(), &mut |_, _| {});
+                if let Some(Some(version)) = deleted {
+                    let slot = run.sim.slot(owner);
+                    let (name, generation) = (slot.name.clone(), slot.generation);
+                    run.checker.resurrection.deleted(&name, generation, &key, version);
+                }
+            }
+            _ => {}
+        }
+        let now = run.sim.now();
+        leaving.retain(|&(l, at)| {
+            if at <= now {
+                run.sim.crash(l);
+                false
+            } else {
+                true
+            }
+        });
+        run.run(1.0, full, &mut |_, _| {});
+    }
+    for (l, _) in leaving {
+        run.sim.crash(l);
+    }
+    let t0 = run.sim.now();
+    let end = t0 + interval * 200;
+    let quiet = run.run_until(end, full, &mut |_, _| {}, &mut |sim| super::invariants::convergence::check(sim).is_ok());
+    let heal = quiet.then(|| run.sim.now().saturating_since(t0).as_secs_f64() / interval.as_secs_f64());
+    // Keep going past the grace period, so forgetting and tombstone GC
+    // happen, and check nothing comes back.
+    let grace = run.sim.config().proto.grace_period.as_secs_f64() / interval.as_secs_f64();
+    run.run(grace + 20.0, full, &mut |_, _| {});
+    run.checker.on_round(&run.sim);
+    let still = super::invariants::convergence::check(&run.sim).is_ok();
+    let mut r = run.report(Kind::Churn, n0, quiet && still);
+    r.heal_rounds = heal;
+    r
 }

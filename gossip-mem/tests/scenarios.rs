@@ -1,0 +1,62 @@
+//! Failure detection and membership lifecycle in the simulator, with every
+//! invariant checked each round. A failure prints the replay command.
+
+use std::time::Duration;
+
+use gossip_mem::sim::scenario::{self, Kind, ScenarioConfig, ScenarioReport};
+
+fn run(kind: Kind, nodes: usize, loss: f64, duration: f64, seed: u64) -> ScenarioReport {
+    let mut sim = scenario::config(seed, 3, 0.0);
+    if kind == Kind::Churn {
+        sim.proto.grace_period = Duration::from_secs(30);
+    }
+    let cfg = ScenarioConfig { nodes, loss, duration, full_checks: true, sim };
+    let r = scenario::failure(kind, &cfg).expect("the cluster forms");
+    let replay = format!(
+        "replay: cargo run --release --example simulate -- --scenario {} --nodes {nodes} --loss {loss} --duration {duration} --seed {seed} --full-checks",
+        kind.name()
+    );
+    assert!(r.violations.is_empty(), "invariants broken: {:#?}\n{replay}", r.violations);
+    assert!(r.converged, "did not reach its end condition: {r:?}\n{replay}");
+    assert_eq!(r.false_positives, 0, "{replay}");
+    assert_eq!(r.resurrections, 0, "{replay}");
+    r
+}
+
+#[test]
+fn a_crashed_node_is_declared_dead_by_everyone() {
+    let r = run(Kind::Crash, 60, 0.0, 0.0, 3);
+    let d = r.detection_rounds.expect("detected");
+    assert!(d <= 15.0, "detection took {d} rounds");
+}
+
+#[test]
+fn a_paused_node_convicts_nobody_and_comes_back() {
+    let r = run(Kind::Pause, 60, 0.0, 0.0, 4);
+    let back = r.recovery_rounds.expect("recovered");
+    assert!(back <= 5.0, "took {back} rounds to be Live everywhere again");
+}
+
+#[test]
+fn a_partition_heals_by_itself() {
+    let r = run(Kind::Partition, 100, 0.0, 0.0, 5);
+    let h = r.heal_rounds.expect("healed");
+    assert!(h <= 20.0, "heal took {h} rounds");
+}
+
+#[test]
+fn churn_converges_and_nothing_comes_back() {
+    let r = run(Kind::Churn, 60, 0.0, 80.0, 6);
+    assert!(r.heal_rounds.is_some());
+}
+
+#[test]
+fn no_false_positives_under_twenty_percent_loss() {
+    run(Kind::Loss, 50, 0.2, 300.0, 7);
+}
+
+#[test]
+fn crash_detection_under_loss() {
+    let r = run(Kind::Crash, 60, 0.1, 0.0, 8);
+    assert!(r.detection_rounds.is_some());
+}
