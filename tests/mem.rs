@@ -18,7 +18,9 @@ struct Mem {
 
 impl Mem {
     fn new() -> Self {
-        Mem { net: MemNetwork::new(42) }
+        Mem {
+            net: MemNetwork::new(42),
+        }
     }
 
     /// A network with 5 % loss and 1–5 ms links.
@@ -40,7 +42,11 @@ impl suite::Harness for Mem {
     }
 
     fn rebind(&self, addr: SocketAddr) -> impl Future<Output = Box<dyn Transport>> {
-        let t: Box<dyn Transport> = Box::new(self.net.bind(addr).expect("the address is free once its node stopped"));
+        let t: Box<dyn Transport> = Box::new(
+            self.net
+                .bind(addr)
+                .expect("the address is free once its node stopped"),
+        );
         async move { t }
     }
 

@@ -143,10 +143,18 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves the maps consistent (every
         // update is a single insert or field write), so keep going.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn send(&self, from: SocketAddr, incarnation: u64, to: SocketAddr, bytes: Bytes) -> Result<(), TransportError> {
+    fn send(
+        &self,
+        from: SocketAddr,
+        incarnation: u64,
+        to: SocketAddr,
+        bytes: Bytes,
+    ) -> Result<(), TransportError> {
         if bytes.len() > self.max_message_bytes {
             bump(&self.counters.too_large);
             return Err(TransportError::TooLarge(bytes.len()));
@@ -180,7 +188,11 @@ impl Shared {
             bump(&self.counters.lost);
             return Ok(());
         }
-        let copies = if f.duplicate > 0.0 && state.rng.random_bool(f.duplicate.min(1.0)) { 2 } else { 1 };
+        let copies = if f.duplicate > 0.0 && state.rng.random_bool(f.duplicate.min(1.0)) {
+            2
+        } else {
+            1
+        };
         let now = Instant::now();
         for copy in 0..copies {
             let mut delay = draw(&mut state.rng, f.latency.0, f.latency.1);
@@ -188,7 +200,11 @@ impl Shared {
                 delay += draw(&mut state.rng, Duration::ZERO, f.reorder_delay);
             }
             let at = (!delay.is_zero()).then(|| now + delay);
-            match dest.tx.try_send(Delivery { from, bytes: bytes.clone(), at }) {
+            match dest.tx.try_send(Delivery {
+                from,
+                bytes: bytes.clone(),
+                at,
+            }) {
                 Ok(()) if copy > 0 => bump(&self.counters.duplicated),
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -208,7 +224,11 @@ impl Shared {
 
     fn remove(&self, addr: SocketAddr, incarnation: u64) {
         let mut state = self.lock();
-        if state.endpoints.get(&addr).is_some_and(|s| s.incarnation == incarnation) {
+        if state
+            .endpoints
+            .get(&addr)
+            .is_some_and(|s| s.incarnation == incarnation)
+        {
             state.endpoints.remove(&addr);
         }
     }
@@ -237,7 +257,9 @@ pub struct MemNetwork {
 
 impl std::fmt::Debug for MemNetwork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemNetwork").field("stats", &self.stats()).finish_non_exhaustive()
+        f.debug_struct("MemNetwork")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
     }
 }
 
@@ -250,7 +272,10 @@ impl MemNetwork {
     /// A network whose endpoints each queue at most `capacity` received
     /// messages (and hold back at most as many delayed ones).
     pub fn with_queue_capacity(seed: u64, capacity: usize) -> Self {
-        let faults = Faults { latency: (Duration::ZERO, Duration::ZERO), ..Faults::default() };
+        let faults = Faults {
+            latency: (Duration::ZERO, Duration::ZERO),
+            ..Faults::default()
+        };
         MemNetwork {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -284,7 +309,8 @@ impl MemNetwork {
             let mut state = self.shared.lock();
             let n = state.next_addr;
             state.next_addr = state.next_addr.wrapping_add(1).max(1);
-            let addr = SocketAddr::new(Ipv4Addr::from(0x0a00_0000 | (n & 0x00ff_ffff)).into(), 7000);
+            let addr =
+                SocketAddr::new(Ipv4Addr::from(0x0a00_0000 | (n & 0x00ff_ffff)).into(), 7000);
             if !state.endpoints.contains_key(&addr) {
                 break addr;
             }
@@ -296,14 +322,31 @@ impl MemNetwork {
     /// crashed one (a restart on the same address).
     pub fn bind(&self, addr: SocketAddr) -> Result<MemTransport, NetError> {
         let mut state = self.shared.lock();
-        if state.endpoints.get(&addr).is_some_and(|s| !s.crashed && !s.tx.is_closed()) {
+        if state
+            .endpoints
+            .get(&addr)
+            .is_some_and(|s| !s.crashed && !s.tx.is_closed())
+        {
             return Err(NetError::AddrInUse(addr));
         }
         let incarnation = state.next_incarnation;
         state.next_incarnation += 1;
         let (tx, rx) = mpsc::channel(self.shared.queue_capacity);
-        state.endpoints.insert(addr, Slot { incarnation, tx, group: 0, crashed: false });
-        Ok(MemTransport { shared: self.shared.clone(), addr, incarnation, rx: Some(rx) })
+        state.endpoints.insert(
+            addr,
+            Slot {
+                incarnation,
+                tx,
+                group: 0,
+                crashed: false,
+            },
+        );
+        Ok(MemTransport {
+            shared: self.shared.clone(),
+            addr,
+            incarnation,
+            rx: Some(rx),
+        })
     }
 
     /// Crashes the endpoint at `addr`: from now on every message to or from
@@ -311,7 +354,10 @@ impl MemNetwork {
     /// cable was pulled. Its node keeps running unless stopped.
     pub fn crash(&self, addr: SocketAddr) -> Result<(), NetError> {
         let mut state = self.shared.lock();
-        let slot = state.endpoints.get_mut(&addr).ok_or(NetError::UnknownAddr(addr))?;
+        let slot = state
+            .endpoints
+            .get_mut(&addr)
+            .ok_or(NetError::UnknownAddr(addr))?;
         slot.crashed = true;
         Ok(())
     }
@@ -319,7 +365,10 @@ impl MemNetwork {
     /// Undoes [`crash`](MemNetwork::crash): the endpoint sends and receives again.
     pub fn recover(&self, addr: SocketAddr) -> Result<(), NetError> {
         let mut state = self.shared.lock();
-        let slot = state.endpoints.get_mut(&addr).ok_or(NetError::UnknownAddr(addr))?;
+        let slot = state
+            .endpoints
+            .get_mut(&addr)
+            .ok_or(NetError::UnknownAddr(addr))?;
         slot.crashed = false;
         Ok(())
     }
@@ -328,7 +377,10 @@ impl MemNetwork {
     /// between endpoints of the same group (all start in group 0).
     pub fn set_group(&self, addr: SocketAddr, group: u32) -> Result<(), NetError> {
         let mut state = self.shared.lock();
-        let slot = state.endpoints.get_mut(&addr).ok_or(NetError::UnknownAddr(addr))?;
+        let slot = state
+            .endpoints
+            .get_mut(&addr)
+            .ok_or(NetError::UnknownAddr(addr))?;
         slot.group = group;
         Ok(())
     }
@@ -391,7 +443,10 @@ pub struct MemTransport {
 
 impl std::fmt::Debug for MemTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemTransport").field("addr", &self.addr).field("incarnation", &self.incarnation).finish()
+        f.debug_struct("MemTransport")
+            .field("addr", &self.addr)
+            .field("incarnation", &self.incarnation)
+            .finish()
     }
 }
 
@@ -494,7 +549,12 @@ impl Stream for Inbox {
                     Poll::Ready(Some(d)) => match d.at {
                         Some(at) if at > now => {
                             this.seq += 1;
-                            this.delayed.push(Held { at, seq: this.seq, from: d.from, bytes: d.bytes });
+                            this.delayed.push(Held {
+                                at,
+                                seq: this.seq,
+                                from: d.from,
+                                bytes: d.bytes,
+                            });
                             continue;
                         }
                         _ => return this.deliver(d.from, d.bytes),
@@ -507,9 +567,15 @@ impl Stream for Inbox {
                 }
             }
             let Some(next) = this.delayed.peek().map(|h| h.at) else {
-                return if this.rx_done { Poll::Ready(None) } else { Poll::Pending };
+                return if this.rx_done {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Pending
+                };
             };
-            let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(next)));
+            let sleep = this
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(next)));
             if sleep.deadline() != next {
                 sleep.as_mut().reset(next);
             }
@@ -528,7 +594,10 @@ mod tests {
     use super::*;
 
     fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime")
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime")
     }
 
     #[test]
@@ -555,9 +624,15 @@ mod tests {
         let net = MemNetwork::with_queue_capacity(1, 4);
         let a = net.endpoint();
         let b = net.endpoint();
-        let results: Vec<_> = (0..10).map(|_| a.send(b.local_addr(), Bytes::from_static(b"x"))).collect();
+        let results: Vec<_> = (0..10)
+            .map(|_| a.send(b.local_addr(), Bytes::from_static(b"x")))
+            .collect();
         assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 4);
-        assert!(results[4..].iter().all(|r| *r == Err(TransportError::QueueFull)));
+        assert!(
+            results[4..]
+                .iter()
+                .all(|r| *r == Err(TransportError::QueueFull))
+        );
         assert_eq!(net.stats().queue_full, 6);
     }
 
@@ -567,7 +642,10 @@ mod tests {
         let a = net.endpoint();
         let b = net.endpoint();
         let unknown: SocketAddr = "192.0.2.1:1".parse().expect("valid address");
-        assert_eq!(a.send(unknown, Bytes::new()), Err(TransportError::Unreachable(unknown)));
+        assert_eq!(
+            a.send(unknown, Bytes::new()),
+            Err(TransportError::Unreachable(unknown))
+        );
 
         net.partition(&[vec![a.local_addr()], vec![b.local_addr()]]);
         assert_eq!(a.send(b.local_addr(), Bytes::new()), Ok(()));
@@ -581,24 +659,41 @@ mod tests {
         assert_eq!(net.stats().delivered, 0);
 
         // A crashed address can be bound again (a restart); a live one cannot.
-        assert!(matches!(net.bind(a.local_addr()), Err(NetError::AddrInUse(_))));
+        assert!(matches!(
+            net.bind(a.local_addr()),
+            Err(NetError::AddrInUse(_))
+        ));
         let b2 = net.bind(b.local_addr()).expect("crashed address is free");
-        assert_eq!(b.send(a.local_addr(), Bytes::new()), Err(TransportError::Closed));
+        assert_eq!(
+            b.send(a.local_addr(), Bytes::new()),
+            Err(TransportError::Closed)
+        );
         drop(b);
-        assert!(net.addrs().contains(&b2.local_addr()), "dropping the old incarnation keeps the new one");
+        assert!(
+            net.addrs().contains(&b2.local_addr()),
+            "dropping the old incarnation keeps the new one"
+        );
     }
 
     #[test]
     fn loss_is_seeded_and_roughly_right() {
         let net = MemNetwork::with_queue_capacity(42, 100_000);
-        net.set_faults(Faults { loss: 0.3, latency: (Duration::ZERO, Duration::ZERO), ..Faults::default() });
+        net.set_faults(Faults {
+            loss: 0.3,
+            latency: (Duration::ZERO, Duration::ZERO),
+            ..Faults::default()
+        });
         let a = net.endpoint();
         let b = net.endpoint();
         for _ in 0..10_000 {
-            a.send(b.local_addr(), Bytes::new()).expect("loss is silent");
+            a.send(b.local_addr(), Bytes::new())
+                .expect("loss is silent");
         }
         let lost = net.stats().lost;
-        assert!((2_500..3_500).contains(&lost), "lost {lost} of 10000 at p = 0.3");
+        assert!(
+            (2_500..3_500).contains(&lost),
+            "lost {lost} of 10000 at p = 0.3"
+        );
     }
 
     #[test]
@@ -636,11 +731,18 @@ mod tests {
             let a = net.endpoint();
             let mut b = net.endpoint();
             let mut inbox = b.incoming();
-            a.send(b.local_addr(), Bytes::from_static(b"last")).expect("sent");
+            a.send(b.local_addr(), Bytes::from_static(b"last"))
+                .expect("sent");
             b.close().await;
-            assert_eq!(inbox.next().await.map(|(_, m)| m), Some(Bytes::from_static(b"last")));
+            assert_eq!(
+                inbox.next().await.map(|(_, m)| m),
+                Some(Bytes::from_static(b"last"))
+            );
             assert_eq!(inbox.next().await, None);
-            assert_eq!(a.send(b.local_addr(), Bytes::new()), Err(TransportError::Unreachable(b.local_addr())));
+            assert_eq!(
+                a.send(b.local_addr(), Bytes::new()),
+                Err(TransportError::Unreachable(b.local_addr()))
+            );
             assert!(net.bind(b.local_addr()).is_ok());
         });
     }

@@ -31,7 +31,8 @@ use actix::prelude::*;
 use bytes::Bytes;
 use gossip_core::Transport;
 use gossip_core::actor::{
-    Delete, Get, GetMember, GetMetrics, GossipNode, Leave, LeaveOutcome, NodeBuilder, Set, Snapshot, Stop, Subscribe,
+    Delete, Get, GetMember, GetMetrics, GossipNode, Leave, LeaveOutcome, NodeBuilder, Set,
+    Snapshot, Stop, Subscribe,
 };
 use gossip_core::proto::{Config, Event, Status, WriteError};
 
@@ -82,7 +83,10 @@ pub async fn wait_until(deadline: Duration, what: &str, mut cond: impl AsyncFnMu
         if cond().await {
             return;
         }
-        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting until {what}");
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -111,8 +115,15 @@ pub struct Cluster<'h, H: Harness> {
 impl<'h, H: Harness> Cluster<'h, H> {
     /// Starts `n` nodes named `n0..`; node 0 is every other node's seed.
     pub async fn start(h: &'h H, cluster: &str, n: usize) -> Self {
-        let config = Config { cluster: cluster.to_owned(), ..h.config() };
-        let mut c = Cluster { h, config, members: Vec::new() };
+        let config = Config {
+            cluster: cluster.to_owned(),
+            ..h.config()
+        };
+        let mut c = Cluster {
+            h,
+            config,
+            members: Vec::new(),
+        };
         for i in 0..n {
             let transport = h.transport().await;
             c.spawn(format!("n{i}"), 1, transport);
@@ -122,7 +133,11 @@ impl<'h, H: Harness> Cluster<'h, H> {
 
     fn spawn(&mut self, name: String, generation: u64, transport: Box<dyn Transport>) -> usize {
         let addr = transport.local_addr();
-        let seeds = self.members.first().map(|m| vec![m.addr]).unwrap_or_default();
+        let seeds = self
+            .members
+            .first()
+            .map(|m| vec![m.addr])
+            .unwrap_or_default();
         let seed = 1000 * generation + self.members.len() as u64;
         let node = NodeBuilder::new(name.clone())
             .config(self.config.clone())
@@ -131,31 +146,49 @@ impl<'h, H: Harness> Cluster<'h, H> {
             .rng_seed(seed)
             .start(transport)
             .expect("node starts");
-        self.members.push(Member { name, addr, node, stopped: false });
+        self.members.push(Member {
+            name,
+            addr,
+            node,
+            stopped: false,
+        });
         self.members.len() - 1
     }
 
     /// The running members other than `except`.
     pub fn others(&self, except: usize) -> Vec<Member> {
-        self.members.iter().enumerate().filter(|(i, m)| *i != except && !m.stopped).map(|(_, m)| m.clone()).collect()
+        self.members
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| *i != except && !m.stopped)
+            .map(|(_, m)| m.clone())
+            .collect()
     }
 
     /// The running members.
     pub fn running(&self) -> Vec<Member> {
-        self.members.iter().filter(|m| !m.stopped).cloned().collect()
+        self.members
+            .iter()
+            .filter(|m| !m.stopped)
+            .cloned()
+            .collect()
     }
 
     /// Waits until every running node sees `live` members Live (itself included).
     pub async fn wait_converged(&self, live: usize) {
         let nodes = self.running();
-        wait_until(DEADLINE, &format!("every node sees {live} live members"), async || {
-            for m in &nodes {
-                if live_count(&m.node).await != Some(live) {
-                    return false;
+        wait_until(
+            DEADLINE,
+            &format!("every node sees {live} live members"),
+            async || {
+                for m in &nodes {
+                    if live_count(&m.node).await != Some(live) {
+                        return false;
+                    }
                 }
-            }
-            true
-        })
+                true
+            },
+        )
         .await;
     }
 
@@ -183,39 +216,55 @@ pub async fn live_count(node: &Addr<GossipNode>) -> Option<usize> {
 
 /// `name`'s status as `node` sees it.
 pub async fn status_of(node: &Addr<GossipNode>, name: &str) -> Option<Status> {
-    node.send(GetMember::new(name)).await.ok().flatten().map(|m| m.status)
+    node.send(GetMember::new(name))
+        .await
+        .ok()
+        .flatten()
+        .map(|m| m.status)
 }
 
 /// `owner`'s `key` as `node` holds it.
 pub async fn value_of(node: &Addr<GossipNode>, owner: &str, key: &str) -> Option<Bytes> {
-    node.send(Get::new(owner, key)).await.ok().flatten().map(|v| v.value)
+    node.send(Get::new(owner, key))
+        .await
+        .ok()
+        .flatten()
+        .map(|v| v.value)
 }
 
 /// Waits until every node of `nodes` sees `name` with a status in `want`.
 pub async fn wait_status(nodes: &[Member], name: &str, want: &[Status]) {
-    wait_until(DEADLINE, &format!("every node sees {name} as {want:?}"), async || {
-        for m in nodes {
-            match status_of(&m.node, name).await {
-                Some(s) if want.contains(&s) => {}
-                _ => return false,
+    wait_until(
+        DEADLINE,
+        &format!("every node sees {name} as {want:?}"),
+        async || {
+            for m in nodes {
+                match status_of(&m.node, name).await {
+                    Some(s) if want.contains(&s) => {}
+                    _ => return false,
+                }
             }
-        }
-        true
-    })
+            true
+        },
+    )
     .await;
 }
 
 /// Waits until every node of `nodes` holds `owner`'s `key` as `value`
 /// (`None`: holds no value).
 pub async fn wait_value(nodes: &[Member], owner: &str, key: &str, value: Option<&Bytes>) {
-    wait_until(DEADLINE, &format!("every node holds {owner}/{key} = {value:?}"), async || {
-        for m in nodes {
-            if value_of(&m.node, owner, key).await.as_ref() != value {
-                return false;
+    wait_until(
+        DEADLINE,
+        &format!("every node holds {owner}/{key} = {value:?}"),
+        async || {
+            for m in nodes {
+                if value_of(&m.node, owner, key).await.as_ref() != value {
+                    return false;
+                }
             }
-        }
-        true
-    })
+            true
+        },
+    )
     .await;
 }
 
@@ -240,8 +289,13 @@ impl Handler<Event> for Collector {
 /// Subscribes a new [`Collector`] to `node`; returns its event log.
 pub async fn collect(node: &Addr<GossipNode>) -> Arc<Mutex<Vec<Event>>> {
     let events = Arc::new(Mutex::new(Vec::new()));
-    let collector = Collector { events: events.clone() }.start();
-    node.send(Subscribe::new(collector.recipient())).await.expect("node answers subscribe");
+    let collector = Collector {
+        events: events.clone(),
+    }
+    .start();
+    node.send(Subscribe::new(collector.recipient()))
+        .await
+        .expect("node answers subscribe");
     events
 }
 
@@ -262,8 +316,16 @@ pub async fn join_via_seeds<H: Harness>(h: &H) {
         assert_eq!(snap.members.len(), NODES);
         assert!(snap.members.iter().all(|i| i.status == Status::Live));
         let metrics = m.node.send(GetMetrics).await.expect("metrics");
-        assert!(metrics.proto.messages_in > 0 && metrics.actor.sent > 0 && metrics.actor.timer_fires > 0);
-        assert_eq!(metrics.proto.refused.total(), 0, "nothing refused on a clean network");
+        assert!(
+            metrics.proto.messages_in > 0
+                && metrics.actor.sent > 0
+                && metrics.actor.timer_fires > 0
+        );
+        assert_eq!(
+            metrics.proto.refused.total(),
+            0,
+            "nothing refused on a clean network"
+        );
     }
     c.shutdown().await;
 }
@@ -275,7 +337,12 @@ pub async fn key_spreads<H: Harness>(h: &H) {
     c.wait_converged(NODES).await;
     let log = collect(&c.members[1].node).await;
     let writer = &c.members[2];
-    let version = writer.node.send(Set::new("color", "blue")).await.expect("node answers").expect("write accepted");
+    let version = writer
+        .node
+        .send(Set::new("color", "blue"))
+        .await
+        .expect("node answers")
+        .expect("write accepted");
     assert!(version > 0);
     let blue = Bytes::from_static(b"blue");
     wait_value(&c.running(), "n2", "color", Some(&blue)).await;
@@ -285,12 +352,29 @@ pub async fn key_spreads<H: Harness>(h: &H) {
     .await;
 
     let snap = c.members[4].node.send(Snapshot).await.expect("snapshot");
-    assert_eq!(snap.keys.get("n2").and_then(|k| k.get("color")).map(|v| v.value.clone()), Some(blue));
+    assert_eq!(
+        snap.keys
+            .get("n2")
+            .and_then(|k| k.get("color"))
+            .map(|v| v.value.clone()),
+        Some(blue)
+    );
 
     let long = "k".repeat(10_000);
-    let refused = writer.node.send(Set::new(long, "x")).await.expect("node answers");
-    assert!(matches!(refused, Err(WriteError::KeyTooLong { .. })), "{refused:?}");
-    let ttl = writer.node.send(Set::with_ttl("short", "lived", Duration::from_millis(300))).await.expect("answers");
+    let refused = writer
+        .node
+        .send(Set::new(long, "x"))
+        .await
+        .expect("node answers");
+    assert!(
+        matches!(refused, Err(WriteError::KeyTooLong { .. })),
+        "{refused:?}"
+    );
+    let ttl = writer
+        .node
+        .send(Set::with_ttl("short", "lived", Duration::from_millis(300)))
+        .await
+        .expect("answers");
     assert!(ttl.is_ok());
     // The owner expires the key by itself; the tombstone then spreads.
     wait_value(std::slice::from_ref(writer), "n2", "short", None).await;
@@ -303,11 +387,31 @@ pub async fn delete_spreads<H: Harness>(h: &H) {
     let c = Cluster::start(h, "suite-delete", NODES).await;
     c.wait_converged(NODES).await;
     let writer = &c.members[3].node;
-    writer.send(Set::new("doomed", "x")).await.expect("answers").expect("accepted");
-    wait_value(&c.running(), "n3", "doomed", Some(&Bytes::from_static(b"x"))).await;
-    let v = writer.send(Delete::new("doomed")).await.expect("answers").expect("accepted");
+    writer
+        .send(Set::new("doomed", "x"))
+        .await
+        .expect("answers")
+        .expect("accepted");
+    wait_value(
+        &c.running(),
+        "n3",
+        "doomed",
+        Some(&Bytes::from_static(b"x")),
+    )
+    .await;
+    let v = writer
+        .send(Delete::new("doomed"))
+        .await
+        .expect("answers")
+        .expect("accepted");
     assert!(v.is_some(), "the key held a value");
-    assert_eq!(writer.send(Delete::new("never-set")).await.expect("answers"), Ok(None));
+    assert_eq!(
+        writer
+            .send(Delete::new("never-set"))
+            .await
+            .expect("answers"),
+        Ok(None)
+    );
     wait_value(&c.running(), "n3", "doomed", None).await;
     c.shutdown().await;
 }
@@ -340,9 +444,19 @@ pub async fn leave_seen<H: Harness>(h: &H) {
     // The core confirms a leave only when a peer's Syn lists the leaver
     // (peers stop picking a Left node, so confirmation is often missed):
     // accept a timeout here and check what matters, that everyone sees it.
-    let outcome = c.members[leaver].node.send(Leave { timeout: Duration::from_secs(1) }).await.expect("answers");
+    let outcome = c.members[leaver]
+        .node
+        .send(Leave {
+            timeout: Duration::from_secs(1),
+        })
+        .await
+        .expect("answers");
     assert_ne!(outcome, LeaveOutcome::Stopped);
-    let refused = c.members[leaver].node.send(Set::new("late", "x")).await.expect("answers");
+    let refused = c.members[leaver]
+        .node
+        .send(Set::new("late", "x"))
+        .await
+        .expect("answers");
     assert_eq!(refused, Err(WriteError::Left));
     c.stop(leaver).await;
     wait_status(&c.others(leaver), "n4", &[Status::Left]).await;
@@ -355,24 +469,38 @@ pub async fn restart_supersedes<H: Harness>(h: &H) {
     let mut c = Cluster::start(h, "suite-restart", NODES).await;
     c.wait_converged(NODES).await;
     let r = NODES - 1;
-    c.members[r].node.send(Set::new("old", "1")).await.expect("answers").expect("accepted");
+    c.members[r]
+        .node
+        .send(Set::new("old", "1"))
+        .await
+        .expect("answers")
+        .expect("accepted");
     wait_value(&c.running(), "n4", "old", Some(&Bytes::from_static(b"1"))).await;
     let addr = c.members[r].addr;
     c.stop(r).await;
 
     let transport = h.rebind(addr).await;
     let i = c.spawn("n4".to_owned(), 2, transport);
-    c.members[i].node.send(Set::new("new", "2")).await.expect("answers").expect("accepted");
+    c.members[i]
+        .node
+        .send(Set::new("new", "2"))
+        .await
+        .expect("answers")
+        .expect("accepted");
     let others = c.others(i);
-    wait_until(DEADLINE, "every node knows n4's second generation", async || {
-        for m in &others {
-            match m.node.send(GetMember::new("n4")).await {
-                Ok(Some(info)) if info.id.generation == 2 && info.status == Status::Live => {}
-                _ => return false,
+    wait_until(
+        DEADLINE,
+        "every node knows n4's second generation",
+        async || {
+            for m in &others {
+                match m.node.send(GetMember::new("n4")).await {
+                    Ok(Some(info)) if info.id.generation == 2 && info.status == Status::Live => {}
+                    _ => return false,
+                }
             }
-        }
-        true
-    })
+            true
+        },
+    )
     .await;
     wait_value(&others, "n4", "new", Some(&Bytes::from_static(b"2"))).await;
     wait_value(&others, "n4", "old", None).await;
@@ -389,7 +517,10 @@ pub async fn partition_heals<H: Harness>(h: &H) {
         let i: usize = m.name[1..].parse().expect("names are n<i>");
         i < n / 2
     });
-    if !h.partition(&[a.iter().map(|m| m.addr).collect(), b.iter().map(|m| m.addr).collect()]) {
+    if !h.partition(&[
+        a.iter().map(|m| m.addr).collect(),
+        b.iter().map(|m| m.addr).collect(),
+    ]) {
         eprintln!("partition_heals skipped: this transport cannot partition");
         c.shutdown().await;
         return;
@@ -408,7 +539,10 @@ pub async fn partition_heals<H: Harness>(h: &H) {
 /// Nodes started on different Arbiters (threads) form one cluster.
 pub async fn spread_over_arbiters<H: Harness>(h: &H) {
     let arbiters = [Arbiter::new(), Arbiter::new()];
-    let config = Config { cluster: "suite-arbiters".to_owned(), ..h.config() };
+    let config = Config {
+        cluster: "suite-arbiters".to_owned(),
+        ..h.config()
+    };
     let mut nodes = Vec::new();
     let mut seed = None;
     for i in 0..NODES {
@@ -424,15 +558,25 @@ pub async fn spread_over_arbiters<H: Harness>(h: &H) {
         seed = seed.or(Some(addr));
         nodes.push(node);
     }
-    nodes[0].send(Set::new("k", "v")).await.expect("answers").expect("accepted");
-    wait_until(DEADLINE, "nodes on two arbiters converge and share a key", async || {
-        for node in &nodes {
-            if live_count(node).await != Some(NODES) || value_of(node, "n0", "k").await.is_none() {
-                return false;
+    nodes[0]
+        .send(Set::new("k", "v"))
+        .await
+        .expect("answers")
+        .expect("accepted");
+    wait_until(
+        DEADLINE,
+        "nodes on two arbiters converge and share a key",
+        async || {
+            for node in &nodes {
+                if live_count(node).await != Some(NODES)
+                    || value_of(node, "n0", "k").await.is_none()
+                {
+                    return false;
+                }
             }
-        }
-        true
-    })
+            true
+        },
+    )
     .await;
     for node in &nodes {
         node.send(Stop).await.expect("node answers stop");

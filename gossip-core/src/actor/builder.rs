@@ -112,7 +112,11 @@ impl NodeBuilder {
     /// Starts the node on `arbiter`, so many nodes of one process can be
     /// spread over Arbiters (one per core). The transport must be usable
     /// from that Arbiter's thread.
-    pub fn start_in(self, arbiter: &ArbiterHandle, transport: Box<dyn Transport>) -> Result<Addr<GossipNode>, StartError> {
+    pub fn start_in(
+        self,
+        arbiter: &ArbiterHandle,
+        transport: Box<dyn Transport>,
+    ) -> Result<Addr<GossipNode>, StartError> {
         let node = self.build(transport)?;
         Ok(GossipNode::start_in_arbiter(arbiter, move |_ctx| node))
     }
@@ -122,24 +126,35 @@ impl NodeBuilder {
             return Err(StartError::EmptyName);
         }
         let generation = self.generation.unwrap_or_else(unix_micros);
-        let rng_seed = self.rng_seed.unwrap_or_else(|| mix(name_hash(&self.name) ^ mix(generation)));
+        let rng_seed = self
+            .rng_seed
+            .unwrap_or_else(|| mix(name_hash(&self.name) ^ mix(generation)));
         let id = NodeId::new(self.name, transport.local_addr(), generation);
         let clock = Clock::start();
         let core = Node::new(self.config, id, self.seeds, rng_seed, clock.now())?;
-        Ok(GossipNode::new(core, transport, clock, self.mailbox_capacity))
+        Ok(GossipNode::new(
+            core,
+            transport,
+            clock,
+            self.mailbox_capacity,
+        ))
     }
 }
 
 /// Microseconds since the Unix epoch (at least 1: generation 0 is "unknown"
 /// in digests).
 fn unix_micros() -> u64 {
-    let micros = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
     u64::try_from(micros).unwrap_or(u64::MAX).max(1)
 }
 
 /// FNV-1a of a name.
 fn name_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// SplitMix64 finalizer: spreads nearby inputs over the whole range.

@@ -31,12 +31,20 @@ pub struct Set {
 impl Set {
     /// A write that never expires.
     pub fn new(key: impl Into<String>, value: impl Into<Bytes>) -> Self {
-        Set { key: key.into(), value: value.into(), ttl: None }
+        Set {
+            key: key.into(),
+            value: value.into(),
+            ttl: None,
+        }
     }
 
     /// A write the node deletes by itself after `ttl`.
     pub fn with_ttl(key: impl Into<String>, value: impl Into<Bytes>, ttl: Duration) -> Self {
-        Set { key: key.into(), value: value.into(), ttl: Some(ttl) }
+        Set {
+            key: key.into(),
+            value: value.into(),
+            ttl: Some(ttl),
+        }
     }
 }
 
@@ -79,7 +87,10 @@ pub struct Get {
 impl Get {
     /// Reads `owner`'s `key`.
     pub fn new(owner: impl Into<String>, key: impl Into<String>) -> Self {
-        Get { owner: owner.into(), key: key.into() }
+        Get {
+            owner: owner.into(),
+            key: key.into(),
+        }
     }
 }
 
@@ -145,7 +156,10 @@ pub struct Subscribe {
 impl Subscribe {
     /// Subscribes `recipient` with [`DEFAULT_SUBSCRIBER_CAPACITY`].
     pub fn new(recipient: Recipient<Event>) -> Self {
-        Subscribe { recipient, capacity: DEFAULT_SUBSCRIBER_CAPACITY }
+        Subscribe {
+            recipient,
+            capacity: DEFAULT_SUBSCRIBER_CAPACITY,
+        }
     }
 }
 

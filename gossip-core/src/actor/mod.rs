@@ -38,7 +38,7 @@ mod node;
 
 pub use builder::{DEFAULT_MAILBOX_CAPACITY, NodeBuilder, StartError};
 pub use messages::{
-    ActorMetrics, DEFAULT_SUBSCRIBER_CAPACITY, Delete, Get, GetMember, GetMetrics, Leave, LeaveOutcome, NodeMetrics,
-    NodeSnapshot, SendErrors, Set, Snapshot, Stop, Subscribe, Value,
+    ActorMetrics, DEFAULT_SUBSCRIBER_CAPACITY, Delete, Get, GetMember, GetMetrics, Leave,
+    LeaveOutcome, NodeMetrics, NodeSnapshot, SendErrors, Set, Snapshot, Stop, Subscribe, Value,
 };
 pub use node::GossipNode;

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::messages::{
-    ActorMetrics, Delete, Get, GetMember, GetMetrics, Leave, LeaveOutcome, NodeMetrics, NodeSnapshot, Set, Snapshot,
-    Stop, Subscribe, Value,
+    ActorMetrics, Delete, Get, GetMember, GetMetrics, Leave, LeaveOutcome, NodeMetrics,
+    NodeSnapshot, Set, Snapshot, Stop, Subscribe, Value,
 };
 use crate::proto::{self, Event, MemberInfo, Node, WriteError};
 use crate::transport::{Incoming, Transport, TransportError};
@@ -27,7 +27,9 @@ pub(crate) struct Clock {
 impl Clock {
     /// A clock whose epoch is now.
     pub(crate) fn start() -> Self {
-        Clock { start: tokio::time::Instant::now() }
+        Clock {
+            start: tokio::time::Instant::now(),
+        }
     }
 
     /// The core's time now.
@@ -83,7 +85,12 @@ pub struct GossipNode {
 
 impl GossipNode {
     /// Assembles the actor; [`NodeBuilder`](super::NodeBuilder) is the public way.
-    pub(crate) fn new(core: Node, transport: Box<dyn Transport>, clock: Clock, mailbox_capacity: usize) -> Self {
+    pub(crate) fn new(
+        core: Node,
+        transport: Box<dyn Transport>,
+        clock: Clock,
+        mailbox_capacity: usize,
+    ) -> Self {
         let mut transport = transport;
         let incoming = transport.incoming();
         GossipNode {
@@ -162,9 +169,11 @@ impl GossipNode {
             s.in_flight += 1;
             let id = s.id;
             let request = s.recipient.send(event.clone());
-            ctx.spawn(actix::fut::wrap_future::<_, Self>(request).map(move |result, act, _| {
-                act.delivered(id, result.is_ok());
-            }));
+            ctx.spawn(
+                actix::fut::wrap_future::<_, Self>(request).map(move |result, act, _| {
+                    act.delivered(id, result.is_ok());
+                }),
+            );
         }
     }
 
@@ -278,8 +287,12 @@ impl Handler<Set> for GossipNode {
             None => self.core.set(now, &msg.key, msg.value),
         };
         match &result {
-            Ok(version) => tracing::debug!(node = %self.core.id(), key = %msg.key, version, "key set"),
-            Err(error) => tracing::debug!(node = %self.core.id(), key = %msg.key, %error, "write refused"),
+            Ok(version) => {
+                tracing::debug!(node = %self.core.id(), key = %msg.key, version, "key set")
+            }
+            Err(error) => {
+                tracing::debug!(node = %self.core.id(), key = %msg.key, %error, "write refused")
+            }
         }
         self.drain(ctx);
         result
@@ -293,8 +306,12 @@ impl Handler<Delete> for GossipNode {
         let now = self.now();
         let result = self.core.delete(now, &msg.key);
         match &result {
-            Ok(version) => tracing::debug!(node = %self.core.id(), key = %msg.key, ?version, "key deleted"),
-            Err(error) => tracing::debug!(node = %self.core.id(), key = %msg.key, %error, "delete refused"),
+            Ok(version) => {
+                tracing::debug!(node = %self.core.id(), key = %msg.key, ?version, "key deleted")
+            }
+            Err(error) => {
+                tracing::debug!(node = %self.core.id(), key = %msg.key, %error, "delete refused")
+            }
         }
         self.drain(ctx);
         result
@@ -305,7 +322,12 @@ impl Handler<Get> for GossipNode {
     type Result = Option<Value>;
 
     fn handle(&mut self, msg: Get, _ctx: &mut Self::Context) -> Self::Result {
-        self.core.get(&msg.owner, &msg.key).map(|(value, version)| Value { value: value.clone(), version })
+        self.core
+            .get(&msg.owner, &msg.key)
+            .map(|(value, version)| Value {
+                value: value.clone(),
+                version,
+            })
     }
 }
 
@@ -327,13 +349,26 @@ impl Handler<Snapshot> for GossipNode {
             let owned: std::collections::BTreeMap<String, Value> = self
                 .core
                 .keys(&m.id.name)
-                .map(|(k, v, version)| (k.to_owned(), Value { value: v.clone(), version }))
+                .map(|(k, v, version)| {
+                    (
+                        k.to_owned(),
+                        Value {
+                            value: v.clone(),
+                            version,
+                        },
+                    )
+                })
                 .collect();
             if !owned.is_empty() {
                 keys.insert(m.id.name.clone(), owned);
             }
         }
-        MessageResult(NodeSnapshot { id: self.core.id().clone(), joined: self.core.is_joined(), members, keys })
+        MessageResult(NodeSnapshot {
+            id: self.core.id().clone(),
+            joined: self.core.is_joined(),
+            members,
+            keys,
+        })
     }
 }
 
@@ -344,7 +379,12 @@ impl Handler<Subscribe> for GossipNode {
         let id = self.next_subscriber;
         self.next_subscriber += 1;
         let capacity = msg.capacity.max(1);
-        self.subscribers.push(Subscriber { id, recipient: msg.recipient, capacity, in_flight: 0 });
+        self.subscribers.push(Subscriber {
+            id,
+            recipient: msg.recipient,
+            capacity,
+            in_flight: 0,
+        });
         tracing::debug!(node = %self.core.id(), subscriber = id, capacity, "subscribed");
     }
 }
@@ -389,7 +429,11 @@ impl Handler<Stop> for GossipNode {
         for w in self.leave_waiters.drain(..) {
             let _ = w.send(LeaveOutcome::Stopped);
         }
-        Box::pin(self.close_transport().into_actor(self).map(|(), _act, ctx| ctx.stop()))
+        Box::pin(
+            self.close_transport()
+                .into_actor(self)
+                .map(|(), _act, ctx| ctx.stop()),
+        )
     }
 }
 
@@ -397,7 +441,14 @@ impl Handler<GetMetrics> for GossipNode {
     type Result = MessageResult<GetMetrics>;
 
     fn handle(&mut self, _msg: GetMetrics, _ctx: &mut Self::Context) -> Self::Result {
-        let actor = ActorMetrics { subscribers: self.subscribers.len(), ..self.counters };
-        MessageResult(NodeMetrics { proto: *self.core.metrics(), gauges: self.core.gauges(), actor })
+        let actor = ActorMetrics {
+            subscribers: self.subscribers.len(),
+            ..self.counters
+        };
+        MessageResult(NodeMetrics {
+            proto: *self.core.metrics(),
+            gauges: self.core.gauges(),
+            actor,
+        })
     }
 }
