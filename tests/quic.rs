@@ -7,7 +7,6 @@
 
 mod suite;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -92,26 +91,22 @@ impl Transport for Partitionable {
 }
 
 impl suite::Harness for Quic {
-    fn transport(&self) -> impl Future<Output = Box<dyn Transport>> {
-        async move {
-            self.bind("127.0.0.1:0".parse().expect("literal address"))
-                .await
-                .expect("bind on loopback")
-        }
+    async fn transport(&self) -> Box<dyn Transport> {
+        self.bind("127.0.0.1:0".parse().expect("literal address"))
+            .await
+            .expect("bind on loopback")
     }
 
-    fn rebind(&self, addr: SocketAddr) -> impl Future<Output = Box<dyn Transport>> {
-        async move {
-            // The stopped node's socket is released once its endpoint has
-            // drained; retry until then.
-            let start = tokio::time::Instant::now();
-            loop {
-                match self.bind(addr).await {
-                    Ok(t) => return t,
-                    Err(e) => assert!(start.elapsed() < suite::DEADLINE, "rebind {addr}: {e}"),
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+    async fn rebind(&self, addr: SocketAddr) -> Box<dyn Transport> {
+        // The stopped node's socket is released once its endpoint has
+        // drained; retry until then.
+        let start = tokio::time::Instant::now();
+        loop {
+            match self.bind(addr).await {
+                Ok(t) => return t,
+                Err(e) => assert!(start.elapsed() < suite::DEADLINE, "rebind {addr}: {e}"),
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
