@@ -111,7 +111,7 @@ mod tests {
     use std::time::Duration;
 
     fn up(key: &str, version: u64, value: Option<&'static str>) -> KeyUpdate {
-        KeyUpdate { key: key.into(), version, value: value.map(Bytes::from_static) }
+        KeyUpdate { key: key.into(), version, value: value.map(|v| Bytes::from_static(v.as_bytes())) }
     }
 
     #[test]

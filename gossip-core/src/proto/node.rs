@@ -541,13 +541,13 @@ impl Node {
     /// peer's membership a page per exchange instead of learning members a
     /// digest window at a time. The first sweep starts at once.
     fn consider_sweep(&mut self, now: Instant, peer: &Id, known: u64) {
-        if known <= self.sweep_threshold() {
+        if known <= self.members.len() as u64 {
             return;
         }
         if self.best_known.as_ref().is_none_or(|(_, k)| known > *k) {
             self.best_known = Some((peer.clone(), known));
         }
-        if self.sweep.is_none() {
+        if self.sweep.is_none() && known > self.sweep_threshold() {
             let ours = self.members.len() as u64;
             self.members.reserve(usize::try_from(known - ours).unwrap_or(0).min(self.config.max_nodes));
             self.start_sweep(now, peer.clone(), 0);
@@ -571,16 +571,17 @@ impl Node {
     /// gone or had nothing new, start over from the peer that knows most.
     fn resume_sweep(&mut self, now: Instant) {
         let Some((best, known)) = self.best_known.take() else { return };
-        if known <= self.sweep_threshold() {
-            return;
-        }
+        let ours = self.members.len() as u64;
         match &self.sweep {
             Some(sw) if sw.active => {}
-            Some(sw) if !sw.exhausted && self.members.get(&sw.peer.name).is_some_and(|m| m.status == Status::Live) => {
+            // Resuming costs only the members we lack (and one exchange):
+            // worth it for any shortfall, which ends the long tail of a join.
+            Some(sw) if !sw.exhausted && known > ours && self.members.get(&sw.peer.name).is_some_and(|m| m.status == Status::Live) => {
                 let (peer, cursor) = (sw.peer.clone(), sw.cursor);
                 self.start_sweep(now, peer, cursor);
             }
-            _ => self.start_sweep(now, best, 0),
+            _ if known > self.sweep_threshold() => self.start_sweep(now, best, 0),
+            _ => {}
         }
     }
 

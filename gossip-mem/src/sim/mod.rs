@@ -518,26 +518,6 @@ impl Sim {
         let until = self.now + self.config.proto.gossip_interval.mul_f64(rounds);
         self.run_until(until, on_event);
     }
-
-    /// Runs until `done` holds (checked after every action) or `deadline`
-    /// passes. Returns whether `done` held.
-    pub fn run_until_cond(
-        &mut self,
-        deadline: Instant,
-        on_event: &mut impl FnMut(&Ctx<'_>, &Event),
-        mut done: impl FnMut(&Sim) -> bool,
-    ) -> bool {
-        loop {
-            if done(self) {
-                return true;
-            }
-            if !self.queue.peek().is_some_and(|Reverse(s)| s.at <= deadline) {
-                self.now = self.now.max(deadline);
-                return done(self);
-            }
-            self.step(on_event);
-        }
-    }
 }
 
 fn event_tag(e: &Event) -> u64 {
