@@ -6,12 +6,13 @@
 //!
 //! **Finding the binary.** Cargo exposes `CARGO_BIN_EXE_*` for binaries
 //! only, not examples. `cargo test` builds every example next to the test
-//! binaries (`<target>/<profile>/examples/`), so the test looks there first
-//! (from its own path, so `CARGO_TARGET_DIR` is honoured). When the test is
-//! run alone (`cargo test --test multiprocess`), examples are not built: the
-//! test then runs `cargo build --example quic_node` itself (same target dir
-//! and profile; cargo releases its build lock before running tests). Set
-//! `QUIC_NODE_BIN` to use a given binary instead.
+//! binaries (`<target>/debug/examples/`, dev profile), so the test looks
+//! there (from its own path, so `CARGO_TARGET_DIR` is honoured) and uses
+//! that binary if it is newer than every source it is built from. Otherwise
+//! (the test run alone with `cargo test --test multiprocess`, which builds
+//! no example, or a stale binary) it runs `cargo build --example quic_node`
+//! itself, same target dir (cargo releases its build lock before running
+//! tests). Set `QUIC_NODE_BIN` to use a given binary instead.
 //!
 //! Timings: 200 ms gossip interval, acceptable pause 2 s (the SIGSTOP lasts
 //! 1 s), suspect timeout 1 s. The whole test takes about 15–25 s.
@@ -236,6 +237,24 @@ fn quic_node_bin() -> PathBuf {
     let bin = profile_dir
         .join("examples")
         .join(format!("quic_node{}", std::env::consts::EXE_SUFFIX));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sources = [
+        "examples/quic_node.rs",
+        "Cargo.toml",
+        "src",
+        "gossip-core",
+        "gossip-quic",
+    ];
+    let newest = sources
+        .iter()
+        .filter_map(|s| newest_mtime(&root.join(s)))
+        .max();
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    if let (Some(built), Some(newest)) = (built, newest)
+        && built > newest
+    {
+        return bin;
+    }
     let profile = profile_dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -262,6 +281,19 @@ fn quic_node_bin() -> PathBuf {
     assert!(status.success(), "cargo build --example quic_node failed");
     assert!(bin.exists(), "{} not found after building", bin.display());
     bin
+}
+
+/// The newest modification time of a file, or of any file under a directory.
+fn newest_mtime(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| newest_mtime(&e.path()))
+        .max()
 }
 
 fn has_event(p: &Proc, pred: impl Fn(&Json) -> bool) -> bool {
