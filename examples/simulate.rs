@@ -48,6 +48,9 @@ struct Args {
     /// Scenario length in rounds (loss: steady rounds; churn: rounds of churn).
     #[arg(long, default_value_t = 100.0)]
     duration: f64,
+    /// Digest budget in bytes (default: the protocol default).
+    #[arg(long)]
+    digest_bytes: Option<usize>,
     /// Check whole-cluster invariants every round (slow above ~1,000 nodes).
     #[arg(long)]
     full_checks: bool,
@@ -63,11 +66,17 @@ fn main() {
     let mut reports: Vec<RumorReport> = Vec::new();
     for s in 0..args.seeds {
         let seed = args.seed + s;
-        let config = scenario::config(seed, args.fanout, args.loss);
+        let mut config = scenario::config(seed, args.fanout, args.loss);
+        if let Some(d) = args.digest_bytes {
+            config.proto.digest_bytes = d;
+        }
         let label = format!("seed {seed} ({}/{})", s + 1, args.seeds);
         let mut progress = |round: f64, full: usize| {
             if !args.json || args.nodes >= 2000 {
-                eprint!("\r{label}: joining, round {round:.0}, {full}/{} nodes know everyone   ", args.nodes);
+                eprint!(
+                    "\r{label}: joining, round {round:.0}, {full}/{} nodes know everyone   ",
+                    args.nodes
+                );
                 let _ = std::io::stderr().flush();
             }
         };
@@ -76,11 +85,19 @@ fn main() {
         if !args.json {
             println!(
                 "{label}: joined in {:.1} rounds, key reached all {} nodes in {:.2} rounds; {:.1} msgs, {:.0} bytes per node per round; trace {:016x}",
-                r.join_rounds, r.nodes, r.rumor_rounds, r.msgs_per_node_per_round, r.bytes_per_node_per_round, r.trace_hash
+                r.join_rounds,
+                r.nodes,
+                r.rumor_rounds,
+                r.msgs_per_node_per_round,
+                r.bytes_per_node_per_round,
+                r.trace_hash
             );
         }
         if !r.joined || !r.spread {
-            eprintln!("{label}: did not converge (joined: {}, spread: {}); replay with --seed {seed} --seeds 1", r.joined, r.spread);
+            eprintln!(
+                "{label}: did not converge (joined: {}, spread: {}); replay with --seed {seed} --seeds 1",
+                r.joined, r.spread
+            );
         }
         reports.push(r);
     }
@@ -88,7 +105,9 @@ fn main() {
     let mean = |f: fn(&RumorReport) -> f64| reports.iter().map(f).sum::<f64>() / n;
     let rumor_mean = mean(|r| r.rumor_rounds);
     let rumor_max = reports.iter().map(|r| r.rumor_rounds).fold(0.0, f64::max);
-    let trace = reports.iter().fold(0u64, |h, r| gossip::mem::sim::mix(h ^ r.trace_hash));
+    let trace = reports
+        .iter()
+        .fold(0u64, |h, r| gossip::mem::sim::mix(h ^ r.trace_hash));
     let converged = reports.iter().all(|r| r.joined && r.spread);
     let wall_ms = wall.elapsed().as_millis() as u64;
     if args.json {
@@ -111,7 +130,14 @@ fn main() {
     } else {
         println!(
             "{} nodes, fanout {}, loss {}: rumor rounds mean {:.2}, max {:.2} over {} seed(s); {:.0} bytes per node per round; {} ms",
-            args.nodes, args.fanout, args.loss, rumor_mean, rumor_max, args.seeds, mean(|r| r.bytes_per_node_per_round), wall_ms
+            args.nodes,
+            args.fanout,
+            args.loss,
+            rumor_mean,
+            rumor_max,
+            args.seeds,
+            mean(|r| r.bytes_per_node_per_round),
+            wall_ms
         );
     }
     if !converged {
@@ -122,18 +148,35 @@ fn main() {
 fn run_scenario(kind: Kind, args: &Args) {
     let wall = WallClock::now();
     let mut sim = scenario::config(args.seed, args.fanout, 0.0);
+    if let Some(d) = args.digest_bytes {
+        sim.proto.digest_bytes = d;
+    }
     if kind == Kind::Churn {
         // Short enough that forgetting and tombstone GC happen during the run.
         sim.proto.grace_period = std::time::Duration::from_secs(60);
     }
-    let cfg = ScenarioConfig { nodes: args.nodes, loss: args.loss, duration: args.duration, full_checks: args.full_checks, sim };
+    let cfg = ScenarioConfig {
+        nodes: args.nodes,
+        loss: args.loss,
+        duration: args.duration,
+        full_checks: args.full_checks,
+        sim,
+    };
     let Some(r) = scenario::failure(kind, &cfg) else {
-        eprintln!("the cluster did not form; replay with --scenario {} --nodes {} --seed {}", kind.name(), args.nodes, args.seed);
+        eprintln!(
+            "the cluster did not form; replay with --scenario {} --nodes {} --seed {}",
+            kind.name(),
+            args.nodes,
+            args.seed
+        );
         std::process::exit(1);
     };
     let wall_ms = wall.elapsed().as_millis() as u64;
     for v in &r.violations {
-        eprintln!("violation at round {:.1}: {}: {}", v.round, v.property, v.what);
+        eprintln!(
+            "violation at round {:.1}: {}: {}",
+            v.round, v.property, v.what
+        );
     }
     if args.json {
         let out = json!({
@@ -158,12 +201,27 @@ fn run_scenario(kind: Kind, args: &Args) {
         let show = |v: Option<f64>| v.map_or("-".to_owned(), |x| format!("{x:.2}"));
         println!(
             "{} with {} nodes (seed {}): detection {} rounds, recovery {} rounds, heal {} rounds, {} false positives, {} resurrections, converged: {}; {:.0} rounds simulated in {} ms; trace {:016x}",
-            kind.name(), r.nodes, args.seed, show(r.detection_rounds), show(r.recovery_rounds), show(r.heal_rounds),
-            r.false_positives, r.resurrections, r.converged, r.rounds, wall_ms, r.trace_hash
+            kind.name(),
+            r.nodes,
+            args.seed,
+            show(r.detection_rounds),
+            show(r.recovery_rounds),
+            show(r.heal_rounds),
+            r.false_positives,
+            r.resurrections,
+            r.converged,
+            r.rounds,
+            wall_ms,
+            r.trace_hash
         );
     }
     if !r.converged {
-        eprintln!("did not converge; replay with --scenario {} --nodes {} --seed {}", kind.name(), args.nodes, args.seed);
+        eprintln!(
+            "did not converge; replay with --scenario {} --nodes {} --seed {}",
+            kind.name(),
+            args.nodes,
+            args.seed
+        );
         std::process::exit(1);
     }
 }

@@ -82,7 +82,7 @@ impl Default for Config {
             unreachable_probability: 0.1,
             seed_probability: 0.1,
             max_message_bytes: 64 * 1024,
-            digest_bytes: 4 * 1024,
+            digest_bytes: 16 * 1024,
             hot_rounds: None,
             phi_threshold: 8.0,
             min_std_dev: Duration::from_millis(500),
@@ -116,7 +116,9 @@ impl Config {
         if self.fanout == 0 {
             return bad("fanout must be at least 1");
         }
-        if !(0.0..=1.0).contains(&self.unreachable_probability) || !(0.0..=1.0).contains(&self.seed_probability) {
+        if !(0.0..=1.0).contains(&self.unreachable_probability)
+            || !(0.0..=1.0).contains(&self.seed_probability)
+        {
             return bad("probabilities must be in [0, 1]");
         }
         if self.max_message_bytes < 1024 {
@@ -125,7 +127,9 @@ impl Config {
         if self.digest_bytes < 256 || self.digest_bytes > self.max_message_bytes / 2 {
             return bad("digest_bytes must be in [256, max_message_bytes / 2]");
         }
-        if self.max_key_bytes + self.max_value_bytes + 64 > self.max_message_bytes - self.digest_bytes - 256 {
+        if self.max_key_bytes + self.max_value_bytes + 64
+            > self.max_message_bytes - self.digest_bytes - 256
+        {
             return bad("one key and value must fit a message beside a digest");
         }
         if !(self.phi_smoothing > 0.0 && self.phi_smoothing <= 1.0) {
