@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use gossip_core::proto::{DigestEntry, Envelope, KeyUpdate, Message, NodeDelta, NodeId, RefuseReason, decode, encode};
+use gossip_core::proto::{
+    DigestEntry, Envelope, KeyUpdate, Message, NodeDelta, NodeId, RefuseReason, decode, encode,
+};
 use proptest::prelude::*;
 
 fn addr() -> impl Strategy<Value = SocketAddr> {
@@ -19,31 +21,73 @@ fn id() -> impl Strategy<Value = Arc<NodeId>> {
 }
 
 fn digest() -> impl Strategy<Value = Vec<DigestEntry>> {
-    prop::collection::vec((id(), any::<u64>(), any::<u64>()).prop_map(|(id, heartbeat, max_version)| DigestEntry { id, heartbeat, max_version }), 0..8)
+    prop::collection::vec(
+        (id(), any::<u64>(), any::<u64>()).prop_map(|(id, heartbeat, max_version)| DigestEntry {
+            id,
+            heartbeat,
+            max_version,
+        }),
+        0..8,
+    )
 }
 
 fn delta() -> impl Strategy<Value = Vec<NodeDelta>> {
-    let update = ("\\PC{0,12}", any::<u64>(), prop::option::of(prop::collection::vec(any::<u8>(), 0..40)))
-        .prop_map(|(key, version, value)| KeyUpdate { key, version, value: value.map(Bytes::from) });
-    let d = (id(), any::<u64>(), any::<bool>(), any::<u64>(), any::<bool>(), any::<u64>(), any::<u64>(), prop::collection::vec(update, 0..5))
-        .prop_map(|(id, heartbeat, left, floor, reset, gc_version, max_version, updates)| NodeDelta {
-            id,
-            heartbeat,
-            left,
-            floor,
-            reset,
-            gc_version,
-            max_version,
-            updates,
+    let update = (
+        "\\PC{0,12}",
+        any::<u64>(),
+        prop::option::of(prop::collection::vec(any::<u8>(), 0..40)),
+    )
+        .prop_map(|(key, version, value)| KeyUpdate {
+            key,
+            version,
+            value: value.map(Bytes::from),
         });
+    let d = (
+        id(),
+        any::<u64>(),
+        any::<bool>(),
+        any::<u64>(),
+        any::<bool>(),
+        any::<u64>(),
+        any::<u64>(),
+        prop::collection::vec(update, 0..5),
+    )
+        .prop_map(
+            |(id, heartbeat, left, floor, reset, gc_version, max_version, updates)| NodeDelta {
+                id,
+                heartbeat,
+                left,
+                floor,
+                reset,
+                gc_version,
+                max_version,
+                updates,
+            },
+        );
     prop::collection::vec(d, 0..4)
 }
 
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
-        (digest(), any::<u64>(), prop::option::of(any::<u64>())).prop_map(|(digest, known, page)| Message::Syn { digest, known, page }),
-        (digest(), delta(), any::<u64>(), prop::option::of(any::<u64>()))
-            .prop_map(|(digest, delta, known, next_page)| Message::SynAck { digest, delta, known, next_page }),
+        (digest(), any::<u64>(), prop::option::of(any::<u64>())).prop_map(
+            |(digest, known, page)| Message::Syn {
+                digest,
+                known,
+                page
+            }
+        ),
+        (
+            digest(),
+            delta(),
+            any::<u64>(),
+            prop::option::of(any::<u64>())
+        )
+            .prop_map(|(digest, delta, known, next_page)| Message::SynAck {
+                digest,
+                delta,
+                known,
+                next_page
+            }),
         delta().prop_map(|delta| Message::Ack { delta }),
     ]
 }

@@ -15,7 +15,14 @@ fn addr(i: u16) -> SocketAddr {
 
 fn node(i: u16, seeds: &[u16], config: Config) -> Node {
     let id = NodeId::new(format!("n{i}"), addr(i), 1);
-    Node::new(config, id, seeds.iter().map(|&s| addr(s)).collect(), u64::from(i) + 100, Instant::ZERO).expect("valid config")
+    Node::new(
+        config,
+        id,
+        seeds.iter().map(|&s| addr(s)).collect(),
+        u64::from(i) + 100,
+        Instant::ZERO,
+    )
+    .expect("valid config")
 }
 
 /// Delivers everything in flight between `nodes` (by address) until quiet.
@@ -38,7 +45,10 @@ fn deliver(nodes: &mut [Node], from: usize, tx: Transmit, now: Instant) {
     let from_addr = nodes[from].id().addr;
     if let Some(to) = nodes.iter().position(|n| n.id().addr == tx.to) {
         let bytes = tx.encode();
-        assert!(bytes.len() <= nodes[to].config().max_message_bytes, "every message fits the budget");
+        assert!(
+            bytes.len() <= nodes[to].config().max_message_bytes,
+            "every message fits the budget"
+        );
         let _ = nodes[to].handle_bytes(now, from_addr, &bytes);
     }
 }
@@ -57,7 +67,9 @@ fn rounds(nodes: &mut [Node], start: Instant, rounds: u32) -> Instant {
 }
 
 fn view(n: &Node, owner: &str) -> Vec<(String, Bytes, u64)> {
-    n.keys(owner).map(|(k, v, ver)| (k.to_owned(), v.clone(), ver)).collect()
+    n.keys(owner)
+        .map(|(k, v, ver)| (k.to_owned(), v.clone(), ver))
+        .collect()
 }
 
 #[derive(Clone, Debug)]
@@ -67,17 +79,25 @@ enum Op {
 }
 
 fn ops() -> impl Strategy<Value = Vec<Op>> {
-    prop::collection::vec(prop_oneof![(0u8..6, any::<u8>()).prop_map(|(k, v)| Op::Set(k, v)), (0u8..6).prop_map(Op::Delete)], 1..20)
+    prop::collection::vec(
+        prop_oneof![
+            (0u8..6, any::<u8>()).prop_map(|(k, v)| Op::Set(k, v)),
+            (0u8..6).prop_map(Op::Delete)
+        ],
+        1..20,
+    )
 }
 
 fn apply(n: &mut Node, ops: &[Op], now: Instant) {
     for op in ops {
         match op {
             Op::Set(k, v) => {
-                n.set(now, &format!("k{k}"), Bytes::from(vec![*v])).expect("small writes are accepted");
+                n.set(now, &format!("k{k}"), Bytes::from(vec![*v]))
+                    .expect("small writes are accepted");
             }
             Op::Delete(k) => {
-                n.delete(now, &format!("k{k}")).expect("deletes are accepted");
+                n.delete(now, &format!("k{k}"))
+                    .expect("deletes are accepted");
             }
         }
     }
@@ -134,11 +154,18 @@ proptest! {
 
 #[test]
 fn large_keyspaces_arrive_in_budgeted_pieces_without_gaps() {
-    let config = Config { max_message_bytes: 4096, digest_bytes: 1024, max_value_bytes: 512, ..Config::default() };
+    let config = Config {
+        max_message_bytes: 4096,
+        digest_bytes: 1024,
+        max_value_bytes: 512,
+        ..Config::default()
+    };
     let mut nodes = vec![node(1, &[2], config.clone()), node(2, &[1], config)];
     let t = Instant::ZERO;
     for k in 0..200 {
-        nodes[0].set(t, &format!("key-{k:03}"), Bytes::from(vec![b'x'; 300])).expect("fits");
+        nodes[0]
+            .set(t, &format!("key-{k:03}"), Bytes::from(vec![b'x'; 300]))
+            .expect("fits");
     }
     // 200 × 300 bytes cannot travel in one 4 KiB message: it takes rounds,
     // every message stays within the budget (checked in `deliver`), and
@@ -160,15 +187,28 @@ fn large_keyspaces_arrive_in_budgeted_pieces_without_gaps() {
 
 #[test]
 fn busy_writer_does_not_starve_a_quiet_one() {
-    let config = Config { max_message_bytes: 4096, digest_bytes: 1024, max_value_bytes: 512, ..Config::default() };
-    let mut nodes = vec![node(1, &[3], config.clone()), node(2, &[3], config.clone()), node(3, &[1], config)];
+    let config = Config {
+        max_message_bytes: 4096,
+        digest_bytes: 1024,
+        max_value_bytes: 512,
+        ..Config::default()
+    };
+    let mut nodes = vec![
+        node(1, &[3], config.clone()),
+        node(2, &[3], config.clone()),
+        node(3, &[1], config),
+    ];
     let mut now = rounds(&mut nodes, Instant::ZERO, 3);
     for k in 0..300 {
-        nodes[0].set(now, &format!("busy-{k}"), Bytes::from(vec![b'b'; 400])).expect("fits");
+        nodes[0]
+            .set(now, &format!("busy-{k}"), Bytes::from(vec![b'b'; 400]))
+            .expect("fits");
     }
     rounds(&mut nodes, now, 2);
     now += Duration::from_secs(2);
-    nodes[1].set(now, "quiet", Bytes::from_static(b"q")).expect("fits");
+    nodes[1]
+        .set(now, "quiet", Bytes::from_static(b"q"))
+        .expect("fits");
     // The quiet write reaches node 3 long before the busy backlog is through.
     let mut got_quiet = None;
     for r in 1..=40 {
@@ -184,13 +224,31 @@ fn busy_writer_does_not_starve_a_quiet_one() {
 #[test]
 fn refusals_are_counted_and_change_nothing() {
     let mut a = node(1, &[], Config::default());
-    let mut other = Node::new(Config { cluster: "other".into(), ..Config::default() }, NodeId::new("x", addr(9), 1), vec![addr(1)], 1, Instant::ZERO)
-        .expect("valid");
+    let mut other = Node::new(
+        Config {
+            cluster: "other".into(),
+            ..Config::default()
+        },
+        NodeId::new("x", addr(9), 1),
+        vec![addr(1)],
+        1,
+        Instant::ZERO,
+    )
+    .expect("valid");
     other.handle_timeout(Instant::ZERO);
     let tx = other.poll_transmit().expect("a join attempt to the seed");
-    assert_eq!(a.handle_bytes(Instant::ZERO, addr(9), &tx.encode()), Err(RefuseReason::WrongCluster));
-    assert_eq!(a.handle_bytes(Instant::ZERO, addr(9), b"\x01garbage"), Err(RefuseReason::Malformed));
-    assert_eq!(a.handle_bytes(Instant::ZERO, addr(9), &vec![0u8; 1 << 20]), Err(RefuseReason::Oversized));
+    assert_eq!(
+        a.handle_bytes(Instant::ZERO, addr(9), &tx.encode()),
+        Err(RefuseReason::WrongCluster)
+    );
+    assert_eq!(
+        a.handle_bytes(Instant::ZERO, addr(9), b"\x01garbage"),
+        Err(RefuseReason::Malformed)
+    );
+    assert_eq!(
+        a.handle_bytes(Instant::ZERO, addr(9), &vec![0u8; 1 << 20]),
+        Err(RefuseReason::Oversized)
+    );
     let r = a.metrics().refused;
     assert_eq!((r.wrong_cluster, r.malformed, r.oversized), (1, 1, 1));
     assert_eq!(a.member_count(), 1);
@@ -199,28 +257,49 @@ fn refusals_are_counted_and_change_nothing() {
 
 #[test]
 fn ttl_keys_expire_everywhere_and_deletes_spread() {
-    let mut nodes = vec![node(1, &[2], Config::default()), node(2, &[1], Config::default())];
+    let mut nodes = vec![
+        node(1, &[2], Config::default()),
+        node(2, &[1], Config::default()),
+    ];
     let t = Instant::ZERO;
-    nodes[0].set_with_ttl(t, "lease", Bytes::from_static(b"1"), Duration::from_secs(5)).expect("fits");
-    nodes[0].set(t, "doomed", Bytes::from_static(b"1")).expect("fits");
+    nodes[0]
+        .set_with_ttl(t, "lease", Bytes::from_static(b"1"), Duration::from_secs(5))
+        .expect("fits");
+    nodes[0]
+        .set(t, "doomed", Bytes::from_static(b"1"))
+        .expect("fits");
     let now = rounds(&mut nodes, t, 2);
     assert!(nodes[1].get("n1", "lease").is_some());
-    nodes[0].delete(now, "doomed").expect("deletes are accepted");
+    nodes[0]
+        .delete(now, "doomed")
+        .expect("deletes are accepted");
     let now = rounds(&mut nodes, now, 2);
     assert!(nodes[1].get("n1", "doomed").is_none());
     assert!(nodes[1].is_tombstone("n1", "doomed"));
     rounds(&mut nodes, now, 5);
-    assert!(nodes[0].get("n1", "lease").is_none(), "the owner expired its key");
-    assert!(nodes[1].get("n1", "lease").is_none(), "the expiry spread as a tombstone");
+    assert!(
+        nodes[0].get("n1", "lease").is_none(),
+        "the owner expired its key"
+    );
+    assert!(
+        nodes[1].get("n1", "lease").is_none(),
+        "the expiry spread as a tombstone"
+    );
 }
 
 #[test]
 fn leave_is_announced_and_seen_as_left() {
-    let mut nodes = vec![node(1, &[2], Config::default()), node(2, &[1], Config::default())];
+    let mut nodes = vec![
+        node(1, &[2], Config::default()),
+        node(2, &[1], Config::default()),
+    ];
     let now = rounds(&mut nodes, Instant::ZERO, 2);
     while nodes[0].poll_event().is_some() {}
     nodes[1].leave(now);
-    assert!(nodes[1].set(now, "k", Bytes::new()).is_err(), "a node that left refuses writes");
+    assert!(
+        nodes[1].set(now, "k", Bytes::new()).is_err(),
+        "a node that left refuses writes"
+    );
     let now = rounds(&mut nodes, now, 2);
     let _ = now;
     assert_eq!(nodes[0].member("n2").map(|m| m.status), Some(Status::Left));
@@ -228,5 +307,8 @@ fn leave_is_announced_and_seen_as_left() {
     while let Some(e) = nodes[1].poll_event() {
         announced |= e == Event::LeaveAnnounced;
     }
-    assert!(announced, "the leaver learns that a peer holds its announcement");
+    assert!(
+        announced,
+        "the leaver learns that a peer holds its announcement"
+    );
 }

@@ -10,8 +10,8 @@
 //!   [`gossip_core::Transport`] for actor tests, with the same fault model.
 #![forbid(unsafe_code)]
 
-pub mod sim;
 #[cfg(feature = "net")]
 // A shell: it reads the real clock to feed `now` into the pure core.
 #[allow(clippy::disallowed_methods)]
 pub mod net;
+pub mod sim;

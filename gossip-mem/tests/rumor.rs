@@ -12,9 +12,22 @@ fn replay(r: &RumorReport, fanout: usize, loss: f64) -> String {
 }
 
 fn spread(nodes: usize, fanout: usize, loss: f64, seed: u64) -> RumorReport {
-    let r = scenario::rumor(scenario::config(seed, fanout, loss), nodes, 10.0, &mut |_, _| {});
-    assert!(r.joined, "membership did not converge: {r:?}\n{}", replay(&r, fanout, loss));
-    assert!(r.spread, "the key did not reach every node: {r:?}\n{}", replay(&r, fanout, loss));
+    let r = scenario::rumor(
+        scenario::config(seed, fanout, loss),
+        nodes,
+        10.0,
+        &mut |_, _| {},
+    );
+    assert!(
+        r.joined,
+        "membership did not converge: {r:?}\n{}",
+        replay(&r, fanout, loss)
+    );
+    assert!(
+        r.spread,
+        "the key did not reach every node: {r:?}\n{}",
+        replay(&r, fanout, loss)
+    );
     r
 }
 
@@ -40,14 +53,20 @@ fn same_seed_same_trace() {
     let a = spread(200, 3, 0.1, 42);
     let b = spread(200, 3, 0.1, 42);
     let c = spread(200, 3, 0.1, 43);
-    assert_eq!(a.trace_hash, b.trace_hash, "same seed must replay bit for bit");
+    assert_eq!(
+        a.trace_hash, b.trace_hash,
+        "same seed must replay bit for bit"
+    );
     assert_eq!(a, b);
     assert_ne!(a.trace_hash, c.trace_hash, "another seed is another run");
 }
 
 #[test]
 fn wire_mode_runs_every_message_through_the_codec() {
-    let config = SimConfig { wire: true, ..scenario::config(5, 3, 0.05) };
+    let config = SimConfig {
+        wire: true,
+        ..scenario::config(5, 3, 0.05)
+    };
     let (sim, joined) = scenario::converged_cluster(config, 60, 50.0, &mut |_, _| {});
     assert!(joined);
     for i in 0..sim.len() {

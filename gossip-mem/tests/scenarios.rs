@@ -10,14 +10,27 @@ fn run(kind: Kind, nodes: usize, loss: f64, duration: f64, seed: u64) -> Scenari
     if kind == Kind::Churn {
         sim.proto.grace_period = Duration::from_secs(30);
     }
-    let cfg = ScenarioConfig { nodes, loss, duration, full_checks: true, sim };
+    let cfg = ScenarioConfig {
+        nodes,
+        loss,
+        duration,
+        full_checks: true,
+        sim,
+    };
     let r = scenario::failure(kind, &cfg).expect("the cluster forms");
     let replay = format!(
         "replay: cargo run --release --example simulate -- --scenario {} --nodes {nodes} --loss {loss} --duration {duration} --seed {seed} --full-checks",
         kind.name()
     );
-    assert!(r.violations.is_empty(), "invariants broken: {:#?}\n{replay}", r.violations);
-    assert!(r.converged, "did not reach its end condition: {r:?}\n{replay}");
+    assert!(
+        r.violations.is_empty(),
+        "invariants broken: {:#?}\n{replay}",
+        r.violations
+    );
+    assert!(
+        r.converged,
+        "did not reach its end condition: {r:?}\n{replay}"
+    );
     assert_eq!(r.false_positives, 0, "{replay}");
     assert_eq!(r.resurrections, 0, "{replay}");
     r
@@ -34,7 +47,10 @@ fn a_crashed_node_is_declared_dead_by_everyone() {
 fn a_paused_node_convicts_nobody_and_comes_back() {
     let r = run(Kind::Pause, 60, 0.0, 0.0, 4);
     let back = r.recovery_rounds.expect("recovered");
-    assert!(back <= 5.0, "took {back} rounds to be Live everywhere again");
+    assert!(
+        back <= 5.0,
+        "took {back} rounds to be Live everywhere again"
+    );
 }
 
 #[test]

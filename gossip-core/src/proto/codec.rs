@@ -16,7 +16,8 @@ pub fn encode(envelope: &Envelope) -> Bytes {
     let mut buf = Vec::with_capacity(envelope.encoded_len());
     buf.push(PROTOCOL_VERSION);
     // Serializing plain structs, strings and byte buffers into a Vec cannot fail.
-    let buf = postcard::to_extend(envelope, buf).expect("postcard encoding into a Vec is infallible");
+    let buf =
+        postcard::to_extend(envelope, buf).expect("postcard encoding into a Vec is infallible");
     Bytes::from(buf)
 }
 
@@ -38,5 +39,7 @@ pub fn decode(bytes: &[u8], max_message_bytes: usize) -> Result<Envelope, Refuse
 
 /// Hash of a cluster name (FNV-1a, stable across builds and platforms).
 pub fn cluster_id(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

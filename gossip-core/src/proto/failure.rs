@@ -37,7 +37,11 @@ impl Detector {
     /// `interval` (the bootstrap used by Akka: std = interval / 4).
     pub fn new(now: Instant, interval: Duration) -> Self {
         let mean = secs(interval);
-        Detector { last: now, mean, var: (mean / 4.0).powi(2) }
+        Detector {
+            last: now,
+            mean,
+            var: (mean / 4.0).powi(2),
+        }
     }
 
     /// Records that a newer heartbeat arrived at `now`.
@@ -61,7 +65,11 @@ impl Detector {
         let std = f64::from(self.var.sqrt().max(p.min_std_dev));
         let y = (elapsed.as_secs_f64() - mean) / std;
         let e = (-y * (1.5976 + 0.070566 * y * y)).exp();
-        let phi = if y > 0.0 { -(e / (1.0 + e)).log10() } else { -(1.0 - 1.0 / (1.0 + e)).log10() };
+        let phi = if y > 0.0 {
+            -(e / (1.0 + e)).log10()
+        } else {
+            -(1.0 - 1.0 / (1.0 + e)).log10()
+        };
         if phi.is_finite() { phi } else { f64::MAX }
     }
 
@@ -76,7 +84,11 @@ impl Detector {
 mod tests {
     use super::*;
 
-    const P: PhiParams = PhiParams { min_std_dev: 0.5, acceptable_pause: 2.0, smoothing: 0.1 };
+    const P: PhiParams = PhiParams {
+        min_std_dev: 0.5,
+        acceptable_pause: 2.0,
+        smoothing: 0.1,
+    };
 
     fn at(s: f64) -> Instant {
         Instant::from_micros((s * 1e6) as u64)
@@ -93,7 +105,10 @@ mod tests {
         let p10 = d.phi(at(30.0), &P);
         assert!(p1 < 0.5, "one regular interval is unsuspicious: {p1}");
         assert!(p5 > p1 && p10 > p5);
-        assert!(p10 > 8.0, "ten silent seconds convict a 1 s heartbeat: {p10}");
+        assert!(
+            p10 > 8.0,
+            "ten silent seconds convict a 1 s heartbeat: {p10}"
+        );
     }
 
     #[test]

@@ -26,7 +26,11 @@ pub struct NodeId {
 impl NodeId {
     /// A node identity.
     pub fn new(name: impl Into<String>, addr: SocketAddr, generation: u64) -> Self {
-        NodeId { name: name.into(), addr, generation }
+        NodeId {
+            name: name.into(),
+            addr,
+            generation,
+        }
     }
 }
 

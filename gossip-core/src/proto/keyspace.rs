@@ -51,9 +51,18 @@ impl Keyspace {
         }
         let change = match &update.value {
             Some(v) => Some(Change::Set(v.clone())),
-            None => self.entries.get(&update.key).and_then(|e| e.value.as_ref()).map(|_| Change::Deleted),
+            None => self
+                .entries
+                .get(&update.key)
+                .and_then(|e| e.value.as_ref())
+                .map(|_| Change::Deleted),
         };
-        let entry = Entry { value: update.value, version: update.version, since: now, expires: None };
+        let entry = Entry {
+            value: update.value,
+            version: update.version,
+            since: now,
+            expires: None,
+        };
         self.entries.insert(update.key, entry);
         change
     }
@@ -66,13 +75,26 @@ impl Keyspace {
     /// Updates with version above `floor`, oldest first, cut so that their
     /// encoded size stays within `budget` bytes. Returns them with the
     /// version the receiver will be complete up to, given `max_version`.
-    pub fn updates_after(&self, floor: u64, max_version: u64, budget: usize) -> (Vec<KeyUpdate>, u64) {
-        let mut newer: Vec<(&String, &Entry)> = self.entries.iter().filter(|(_, e)| e.version > floor).collect();
+    pub fn updates_after(
+        &self,
+        floor: u64,
+        max_version: u64,
+        budget: usize,
+    ) -> (Vec<KeyUpdate>, u64) {
+        let mut newer: Vec<(&String, &Entry)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.version > floor)
+            .collect();
         newer.sort_unstable_by_key(|(_, e)| e.version);
         let mut used = 0;
         let mut out = Vec::new();
         for (key, e) in newer {
-            let update = KeyUpdate { key: key.clone(), version: e.version, value: e.value.clone() };
+            let update = KeyUpdate {
+                key: key.clone(),
+                version: e.version,
+                value: e.value.clone(),
+            };
             used += size::key_update(&update);
             if used > budget {
                 // Cut short: complete only up to the last version sent.
@@ -111,16 +133,26 @@ mod tests {
     use std::time::Duration;
 
     fn up(key: &str, version: u64, value: Option<&'static str>) -> KeyUpdate {
-        KeyUpdate { key: key.into(), version, value: value.map(|v| Bytes::from_static(v.as_bytes())) }
+        KeyUpdate {
+            key: key.into(),
+            version,
+            value: value.map(|v| Bytes::from_static(v.as_bytes())),
+        }
     }
 
     #[test]
     fn newer_wins_older_is_ignored() {
         let mut ks = Keyspace::default();
         let t = Instant::ZERO;
-        assert_eq!(ks.apply(up("a", 2, Some("x")), t), Some(Change::Set(Bytes::from_static(b"x"))));
+        assert_eq!(
+            ks.apply(up("a", 2, Some("x")), t),
+            Some(Change::Set(Bytes::from_static(b"x")))
+        );
         assert_eq!(ks.apply(up("a", 1, Some("old")), t), None);
-        assert_eq!(ks.get("a").and_then(|e| e.value.clone()), Some(Bytes::from_static(b"x")));
+        assert_eq!(
+            ks.get("a").and_then(|e| e.value.clone()),
+            Some(Bytes::from_static(b"x"))
+        );
         assert_eq!(ks.apply(up("a", 3, None), t), Some(Change::Deleted));
         assert!(ks.get("a").is_none());
         // A tombstone for a key never seen is stored but is no visible change.
@@ -135,12 +167,21 @@ mod tests {
             ks.apply(up(k, i as u64 + 1, Some("vvvvvvvv")), Instant::ZERO);
         }
         let (all, complete) = ks.updates_after(1, 4, usize::MAX);
-        assert_eq!(all.iter().map(|u| u.version).collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert_eq!(
+            all.iter().map(|u| u.version).collect::<Vec<_>>(),
+            vec![2, 3, 4]
+        );
         assert_eq!(complete, 4);
         let one = size::key_update(&all[0]);
         let (cut, complete) = ks.updates_after(1, 4, one * 2 + 1);
-        assert_eq!(cut.iter().map(|u| u.version).collect::<Vec<_>>(), vec![2, 3]);
-        assert_eq!(complete, 3, "receiver is complete only up to the last update sent");
+        assert_eq!(
+            cut.iter().map(|u| u.version).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        assert_eq!(
+            complete, 3,
+            "receiver is complete only up to the last update sent"
+        );
         let (none, complete) = ks.updates_after(1, 4, 3);
         assert!(none.is_empty());
         assert_eq!(complete, 1);
@@ -152,7 +193,10 @@ mod tests {
         ks.apply(up("a", 1, Some("x")), Instant::ZERO);
         ks.apply(up("a", 2, None), Instant::from_micros(10));
         ks.apply(up("b", 3, None), Instant::from_micros(2_000_000));
-        assert_eq!(ks.gc(Instant::from_micros(1_000_010), Duration::from_secs(1)), 1);
+        assert_eq!(
+            ks.gc(Instant::from_micros(1_000_010), Duration::from_secs(1)),
+            1
+        );
         assert_eq!(ks.gc_version, 2);
         assert!(!ks.entries.contains_key("a"));
         assert!(ks.entries.contains_key("b"), "a young tombstone is kept");

@@ -14,9 +14,9 @@ use hashbrown::HashTable;
 
 use crate::proto::event::Status;
 use crate::proto::failure::{Detector, PhiParams};
-use crate::proto::time::Instant;
 use crate::proto::id::Id;
 use crate::proto::keyspace::Keyspace;
+use crate::proto::time::Instant;
 
 /// What this node holds of one member.
 #[derive(Clone, Debug)]
@@ -78,7 +78,10 @@ impl NameHasher {
         }
         let mut tail = [0u8; 8];
         tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-        fold_mul(h ^ u64::from_le_bytes(tail), (self.1 | 1).rotate_left(23) ^ 0x2d35_8dcc_aa6c_78a5)
+        fold_mul(
+            h ^ u64::from_le_bytes(tail),
+            (self.1 | 1).rotate_left(23) ^ 0x2d35_8dcc_aa6c_78a5,
+        )
     }
 }
 
@@ -103,7 +106,12 @@ fn slot(s: Status) -> usize {
 impl Members {
     /// A table holding only this node.
     pub fn new(me: Id, own: Member, key: (u64, u64)) -> Self {
-        let mut m = Members { slots: Vec::new(), index: HashTable::new(), hasher: NameHasher(key.0, key.1), counts: [0; 4] };
+        let mut m = Members {
+            slots: Vec::new(),
+            index: HashTable::new(),
+            hasher: NameHasher(key.0, key.1),
+            counts: [0; 4],
+        };
         m.insert(me, own);
         m
     }
@@ -117,13 +125,16 @@ impl Members {
     pub fn reserve(&mut self, more: usize) {
         self.slots.reserve_exact(more);
         let (slots, hasher) = (&self.slots, &self.hasher);
-        self.index.reserve(more, |&j| Self::hash(hasher, &slots[j as usize].0.name));
+        self.index
+            .reserve(more, |&j| Self::hash(hasher, &slots[j as usize].0.name));
     }
 
     /// Slot of the member named `name`.
     pub fn find(&self, name: &str) -> Option<usize> {
         let h = Self::hash(&self.hasher, name);
-        self.index.find(h, |&i| self.slots[i as usize].0.name == name).map(|&i| i as usize)
+        self.index
+            .find(h, |&i| self.slots[i as usize].0.name == name)
+            .map(|&i| i as usize)
     }
 
     pub fn len(&self) -> usize {
@@ -178,7 +189,8 @@ impl Members {
         debug_assert!(self.find(&id.name).is_none(), "insert takes new names only");
         self.counts[slot(member.status)] += 1;
         let h = Self::hash(&self.hasher, &id.name);
-        let i = u32::try_from(self.slots.len()).expect("max_nodes keeps the table far below 2^32 members");
+        let i = u32::try_from(self.slots.len())
+            .expect("max_nodes keeps the table far below 2^32 members");
         if self.slots.len() == self.slots.capacity() {
             // Grow by a quarter, not double: at 10⁸ members (a 10,000-node
             // simulation) doubling's slack alone would cost gigabytes.
@@ -186,14 +198,18 @@ impl Members {
         }
         self.slots.push((id, member));
         let (slots, hasher) = (&self.slots, &self.hasher);
-        self.index.insert_unique(h, i, |&j| Self::hash(hasher, &slots[j as usize].0.name));
+        self.index
+            .insert_unique(h, i, |&j| Self::hash(hasher, &slots[j as usize].0.name));
         i as usize
     }
 
     /// Replaces the member in slot `i` by one of the same name (a restart).
     /// Returns the one replaced.
     pub fn replace(&mut self, i: usize, id: Id, member: Member) -> (Id, Member) {
-        debug_assert_eq!(self.slots[i].0.name, id.name, "a replacement keeps the name");
+        debug_assert_eq!(
+            self.slots[i].0.name, id.name,
+            "a replacement keeps the name"
+        );
         self.counts[slot(member.status)] += 1;
         let old = std::mem::replace(&mut self.slots[i], (id, member));
         self.counts[slot(old.1.status)] -= 1;
@@ -248,7 +264,11 @@ pub(crate) struct Forgotten {
 
 impl Forgotten {
     pub fn insert(&mut self, id: &Id, cap: usize) {
-        if self.generation.insert(id.name.clone(), id.generation).is_none() {
+        if self
+            .generation
+            .insert(id.name.clone(), id.generation)
+            .is_none()
+        {
             self.order.push_back(id.name.clone());
         }
         while self.order.len() > cap {
@@ -260,7 +280,11 @@ impl Forgotten {
 
     /// Whether this incarnation (or a newer one of the name) was forgotten.
     pub fn contains(&self, id: &Id) -> bool {
-        !self.generation.is_empty() && self.generation.get(&id.name).is_some_and(|&g| id.generation <= g)
+        !self.generation.is_empty()
+            && self
+                .generation
+                .get(&id.name)
+                .is_some_and(|&g| id.generation <= g)
     }
 }
 
@@ -283,14 +307,25 @@ mod tests {
     }
 
     fn id(name: &str, generation: u64) -> Id {
-        Arc::new(NodeId::new(name, "127.0.0.1:1".parse().expect("valid literal address"), generation))
+        Arc::new(NodeId::new(
+            name,
+            "127.0.0.1:1".parse().expect("valid literal address"),
+            generation,
+        ))
     }
 
     #[test]
     fn insert_find_remove_keep_index_and_counts_right() {
         let mut m = Members::new(id("me", 1), member(Status::Live), (7, 9));
         for i in 0..100 {
-            m.insert(id(&format!("n{i}"), 1), member(if i % 10 == 0 { Status::Dead } else { Status::Live }));
+            m.insert(
+                id(&format!("n{i}"), 1),
+                member(if i % 10 == 0 {
+                    Status::Dead
+                } else {
+                    Status::Live
+                }),
+            );
         }
         assert_eq!(m.len(), 101);
         assert_eq!(m.count(Status::Dead), 10);

@@ -138,11 +138,19 @@ pub(crate) mod size {
 
     /// Size of a delta's header (everything but the updates and their count).
     pub fn delta_header(d: &NodeDelta) -> usize {
-        node_id(&d.id) + varint(d.heartbeat) + 1 + varint(d.floor) + 1 + varint(d.gc_version) + varint(d.max_version)
+        node_id(&d.id)
+            + varint(d.heartbeat)
+            + 1
+            + varint(d.floor)
+            + 1
+            + varint(d.gc_version)
+            + varint(d.max_version)
     }
 
     pub fn node_delta(d: &NodeDelta) -> usize {
-        delta_header(d) + varint(d.updates.len() as u64) + d.updates.iter().map(key_update).sum::<usize>()
+        delta_header(d)
+            + varint(d.updates.len() as u64)
+            + d.updates.iter().map(key_update).sum::<usize>()
     }
 
     pub fn seq<T>(items: &[T], f: impl Fn(&T) -> usize) -> usize {
@@ -155,9 +163,21 @@ pub(crate) mod size {
 
     pub fn message(m: &Message) -> usize {
         1 + match m {
-            Message::Syn { digest, known, page } => seq(digest, digest_entry) + varint(*known) + opt(*page),
-            Message::SynAck { digest, delta, known, next_page } => {
-                seq(digest, digest_entry) + seq(delta, node_delta) + varint(*known) + opt(*next_page)
+            Message::Syn {
+                digest,
+                known,
+                page,
+            } => seq(digest, digest_entry) + varint(*known) + opt(*page),
+            Message::SynAck {
+                digest,
+                delta,
+                known,
+                next_page,
+            } => {
+                seq(digest, digest_entry)
+                    + seq(delta, node_delta)
+                    + varint(*known)
+                    + opt(*next_page)
             }
             Message::Ack { delta } => seq(delta, node_delta),
         }

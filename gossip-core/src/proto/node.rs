@@ -176,7 +176,13 @@ pub struct Node {
 impl Node {
     /// A node named by `id` that will join the cluster through `seeds`
     /// (addresses; its own is ignored). `rng_seed` seeds all its randomness.
-    pub fn new(config: Config, id: NodeId, seeds: Vec<SocketAddr>, rng_seed: u64, now: Instant) -> Result<Self, ConfigError> {
+    pub fn new(
+        config: Config,
+        id: NodeId,
+        seeds: Vec<SocketAddr>,
+        rng_seed: u64,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let me: Id = Arc::new(id);
         let phi = PhiParams {
@@ -293,7 +299,11 @@ impl Node {
 
     /// Whether `owner`'s `key` is held as a tombstone (deleted, not yet forgotten).
     pub fn is_tombstone(&self, owner: &str, key: &str) -> bool {
-        let e = self.members.get(owner).and_then(Member::keyspace).and_then(|k| k.entries.get(key));
+        let e = self
+            .members
+            .get(owner)
+            .and_then(Member::keyspace)
+            .and_then(|k| k.entries.get(key));
         e.is_some_and(|e| e.value.is_none())
     }
 
@@ -330,7 +340,13 @@ impl Node {
     }
 
     /// Sets `key`, which this node deletes by itself after `ttl`.
-    pub fn set_with_ttl(&mut self, now: Instant, key: &str, value: Bytes, ttl: Duration) -> Result<u64, WriteError> {
+    pub fn set_with_ttl(
+        &mut self,
+        now: Instant,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<u64, WriteError> {
         self.write(now, key, Some(value), Some(now + ttl))
     }
 
@@ -362,17 +378,29 @@ impl Node {
         self.next_tick = now;
     }
 
-    fn write(&mut self, now: Instant, key: &str, value: Option<Bytes>, expires: Option<Instant>) -> Result<u64, WriteError> {
+    fn write(
+        &mut self,
+        now: Instant,
+        key: &str,
+        value: Option<Bytes>,
+        expires: Option<Instant>,
+    ) -> Result<u64, WriteError> {
         if self.leave_version.is_some() {
             return Err(WriteError::Left);
         }
         if key.len() > self.config.max_key_bytes {
-            return Err(WriteError::KeyTooLong { len: key.len(), limit: self.config.max_key_bytes });
+            return Err(WriteError::KeyTooLong {
+                len: key.len(),
+                limit: self.config.max_key_bytes,
+            });
         }
         if let Some(v) = &value
             && v.len() > self.config.max_value_bytes
         {
-            return Err(WriteError::ValueTooLarge { len: v.len(), limit: self.config.max_value_bytes });
+            return Err(WriteError::ValueTooLarge {
+                len: v.len(),
+                limit: self.config.max_value_bytes,
+            });
         }
         let limit = self.config.max_keys_per_node;
         let me = self.me.clone();
@@ -384,14 +412,21 @@ impl Node {
         let floor = m.max_version;
         m.max_version += 1;
         let version = m.max_version;
-        let entry = Entry { value, version, since: now, expires };
+        let entry = Entry {
+            value,
+            version,
+            since: now,
+            expires,
+        };
         m.keyspace_mut().entries.insert(key.to_owned(), entry);
         self.push_hot(me, floor, now, false);
         Ok(version)
     }
 
     fn own_mut(&mut self) -> &mut Member {
-        self.members.get_mut(&self.me.name).expect("this node is always in its own membership")
+        self.members
+            .get_mut(&self.me.name)
+            .expect("this node is always in its own membership")
     }
 
     // ----- inputs --------------------------------------------------------
@@ -399,7 +434,12 @@ impl Node {
     /// Decodes and handles one received message. `from` is the transport's
     /// idea of the sender (replies go to the sender's gossip address).
     /// A refused message leaves the state unchanged and is counted.
-    pub fn handle_bytes(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> Result<(), RefuseReason> {
+    pub fn handle_bytes(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<(), RefuseReason> {
         match codec::decode(bytes, self.config.max_message_bytes) {
             Ok(envelope) => {
                 self.handle_message(now, from, envelope)?;
@@ -411,7 +451,12 @@ impl Node {
     }
 
     /// Handles one decoded message (the simulator skips the codec).
-    pub fn handle_message(&mut self, now: Instant, from: SocketAddr, envelope: Envelope) -> Result<(), RefuseReason> {
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        envelope: Envelope,
+    ) -> Result<(), RefuseReason> {
         if envelope.cluster != self.cluster {
             return Err(self.refuse(from, RefuseReason::WrongCluster));
         }
@@ -430,11 +475,20 @@ impl Node {
         let sender = envelope.from;
         self.check_sender(&sender);
         match envelope.message {
-            Message::Syn { digest, known, page } => {
+            Message::Syn {
+                digest,
+                known,
+                page,
+            } => {
                 self.on_syn(now, &sender, digest, page);
                 self.consider_sweep(now, &sender, known);
             }
-            Message::SynAck { digest, delta, known, next_page } => {
+            Message::SynAck {
+                digest,
+                delta,
+                known,
+                next_page,
+            } => {
                 for d in delta {
                     self.apply_delta(now, d);
                 }
@@ -475,7 +529,11 @@ impl Node {
         self.hot.retain(|h| h.until > now);
         self.gossip(now);
         let jitter = self.config.interval_jitter;
-        let factor = if jitter > 0.0 { self.rng.random_range(1.0 - jitter..=1.0 + jitter) } else { 1.0 };
+        let factor = if jitter > 0.0 {
+            self.rng.random_range(1.0 - jitter..=1.0 + jitter)
+        } else {
+            1.0
+        };
         self.next_tick = now + self.config.gossip_interval.mul_f64(factor);
     }
 
@@ -488,7 +546,9 @@ impl Node {
             targets.push(id.addr);
         }
         let unreachable = self.members.count(Status::Dead) + self.members.count(Status::Suspect);
-        if unreachable > 0 && (targets.is_empty() || self.rng.random_bool(self.config.unreachable_probability)) {
+        if unreachable > 0
+            && (targets.is_empty() || self.rng.random_bool(self.config.unreachable_probability))
+        {
             let pick = self.sample_scan(|m| matches!(m.status, Status::Dead | Status::Suspect), 1);
             targets.extend(pick.into_iter().map(|id| id.addr));
         }
@@ -528,12 +588,23 @@ impl Node {
             None => self.syn_digest(),
         };
         let known = self.members.len() as u64;
-        self.send(to, Message::Syn { digest, known, page });
+        self.send(
+            to,
+            Message::Syn {
+                digest,
+                known,
+                page,
+            },
+        );
     }
 
     fn own_entry(&self) -> DigestEntry {
         let (id, m) = self.members.at(0);
-        DigestEntry { id: id.clone(), heartbeat: m.heartbeat, max_version: m.max_version }
+        DigestEntry {
+            id: id.clone(),
+            heartbeat: m.heartbeat,
+            max_version: m.max_version,
+        }
     }
 
     /// Notes a peer's member count. A node that knows far fewer members
@@ -549,7 +620,11 @@ impl Node {
         }
         if self.sweep.is_none() && known > self.sweep_threshold() {
             let ours = self.members.len() as u64;
-            self.members.reserve(usize::try_from(known - ours).unwrap_or(0).min(self.config.max_nodes));
+            self.members.reserve(
+                usize::try_from(known - ours)
+                    .unwrap_or(0)
+                    .min(self.config.max_nodes),
+            );
             self.start_sweep(now, peer.clone(), 0);
         }
     }
@@ -561,7 +636,14 @@ impl Node {
 
     fn start_sweep(&mut self, now: Instant, peer: Id, cursor: u64) {
         let addr = peer.addr;
-        self.sweep = Some(Sweep { peer, cursor, resumed_at: cursor, active: true, exhausted: false, progress: now });
+        self.sweep = Some(Sweep {
+            peer,
+            cursor,
+            resumed_at: cursor,
+            active: true,
+            exhausted: false,
+            progress: now,
+        });
         self.send_syn(addr, Some(cursor));
     }
 
@@ -570,13 +652,22 @@ impl Node {
     /// order, so resuming reads only the newer ones), or, if that peer is
     /// gone or had nothing new, start over from the peer that knows most.
     fn resume_sweep(&mut self, now: Instant) {
-        let Some((best, known)) = self.best_known.take() else { return };
+        let Some((best, known)) = self.best_known.take() else {
+            return;
+        };
         let ours = self.members.len() as u64;
         match &self.sweep {
             Some(sw) if sw.active => {}
             // Resuming costs only the members we lack (and one exchange):
             // worth it for any shortfall, which ends the long tail of a join.
-            Some(sw) if !sw.exhausted && known > ours && self.members.get(&sw.peer.name).is_some_and(|m| m.status == Status::Live) => {
+            Some(sw)
+                if !sw.exhausted
+                    && known > ours
+                    && self
+                        .members
+                        .get(&sw.peer.name)
+                        .is_some_and(|m| m.status == Status::Live) =>
+            {
                 let (peer, cursor) = (sw.peer.clone(), sw.cursor);
                 self.start_sweep(now, peer, cursor);
             }
@@ -603,7 +694,11 @@ impl Node {
     }
 
     fn live_peers(&self) -> usize {
-        let own_live = usize::from(self.members.get(&self.me.name).is_some_and(|m| m.status == Status::Live));
+        let own_live = usize::from(
+            self.members
+                .get(&self.me.name)
+                .is_some_and(|m| m.status == Status::Live),
+        );
         self.members.count(Status::Live) - own_live
     }
 
@@ -618,7 +713,9 @@ impl Node {
                 break;
             }
             // Slot 0 is this node.
-            let (id, m) = self.members.at(self.rng.random_range(1..self.members.len()));
+            let (id, m) = self
+                .members
+                .at(self.rng.random_range(1..self.members.len()));
             if m.status == status && !out.iter().any(|o| o.name == id.name) {
                 out.push(id.clone());
             }
@@ -627,7 +724,13 @@ impl Node {
     }
 
     fn sample_scan(&mut self, pred: impl Fn(&Member) -> bool, k: usize) -> Vec<Id> {
-        let mut all: Vec<Id> = self.members.iter().skip(1).filter(|(_, m)| pred(m)).map(|(id, _)| id.clone()).collect();
+        let mut all: Vec<Id> = self
+            .members
+            .iter()
+            .skip(1)
+            .filter(|(_, m)| pred(m))
+            .map(|(id, _)| id.clone())
+            .collect();
         all.shuffle(&mut self.rng);
         all.truncate(k);
         all
@@ -652,7 +755,16 @@ impl Node {
             true
         };
         let entry = |name: &str| {
-            self.members.entry(name).map(|(id, m)| (id, DigestEntry { id: id.clone(), heartbeat: m.heartbeat, max_version: m.max_version }))
+            self.members.entry(name).map(|(id, m)| {
+                (
+                    id,
+                    DigestEntry {
+                        id: id.clone(),
+                        heartbeat: m.heartbeat,
+                        max_version: m.max_version,
+                    },
+                )
+            })
         };
         let own = self.own_entry();
         listed.insert(&self.me.name);
@@ -673,7 +785,11 @@ impl Node {
             }
             let e = match entry(&wanted.name) {
                 Some((ours, e)) if ours.generation >= wanted.generation => e,
-                _ => DigestEntry { id: wanted.clone(), heartbeat: 0, max_version: 0 },
+                _ => DigestEntry {
+                    id: wanted.clone(),
+                    heartbeat: 0,
+                    max_version: 0,
+                },
             };
             if !push(e, budget * 3 / 4, &mut out) {
                 break;
@@ -688,7 +804,11 @@ impl Node {
             if listed.contains(id.name.as_str()) {
                 continue;
             }
-            let e = DigestEntry { id: id.clone(), heartbeat: m.heartbeat, max_version: m.max_version };
+            let e = DigestEntry {
+                id: id.clone(),
+                heartbeat: m.heartbeat,
+                max_version: m.max_version,
+            };
             if !push(e, budget, &mut out) {
                 next = i;
                 break;
@@ -706,7 +826,11 @@ impl Node {
         let mentioned: HashSet<&str> = digest.iter().map(|e| e.id.name.as_str()).collect();
         for e in &digest {
             let answer = match self.compare(now, e) {
-                Cmp::Unknown => Some(DigestEntry { id: e.id.clone(), heartbeat: 0, max_version: 0 }),
+                Cmp::Unknown => Some(DigestEntry {
+                    id: e.id.clone(),
+                    heartbeat: 0,
+                    max_version: 0,
+                }),
                 Cmp::TheyAhead(ours) => Some(ours),
                 Cmp::WeAhead { floor } => {
                     wanted.push((e.id.clone(), floor));
@@ -731,7 +855,10 @@ impl Node {
         if !mentioned.contains(self.me.name.as_str()) {
             // The initiator may not know us yet (a joiner knocking on a seed):
             // our header costs a few bytes and tells it we are alive.
-            let own = self.members.get(&self.me.name).expect("this node is always in its own membership");
+            let own = self
+                .members
+                .get(&self.me.name)
+                .expect("this node is always in its own membership");
             wanted.push((self.me.clone(), own.max_version));
         }
         let budget = self.config.max_message_bytes - self.overhead() - used;
@@ -744,7 +871,15 @@ impl Node {
             delta.extend(headers);
         }
         let known = self.members.len() as u64;
-        self.send(sender.addr, Message::SynAck { digest: reply, delta, known, next_page });
+        self.send(
+            sender.addr,
+            Message::SynAck {
+                digest: reply,
+                delta,
+                known,
+                next_page,
+            },
+        );
     }
 
     /// Headers of the members in slots `start..`, within `room` bytes.
@@ -790,7 +925,11 @@ impl Node {
             return Cmp::Unknown;
         };
         if e.id.generation != id.generation || e.heartbeat == 0 {
-            return if e.id.generation > id.generation { Cmp::Unknown } else { Cmp::WeAhead { floor: 0 } };
+            return if e.id.generation > id.generation {
+                Cmp::Unknown
+            } else {
+                Cmp::WeAhead { floor: 0 }
+            };
         }
         if e.id.addr != id.addr {
             let existing = id.clone();
@@ -798,14 +937,22 @@ impl Node {
             return Cmp::Ignore;
         }
         let revived = m.observe(e.heartbeat, now, &phi);
-        let ours = DigestEntry { id: id.clone(), heartbeat: m.heartbeat, max_version: m.max_version };
+        let ours = DigestEntry {
+            id: id.clone(),
+            heartbeat: m.heartbeat,
+            max_version: m.max_version,
+        };
         if revived {
             self.revive(&ours.id);
         }
         match ours.max_version.cmp(&e.max_version) {
-            std::cmp::Ordering::Greater => Cmp::WeAhead { floor: e.max_version },
+            std::cmp::Ordering::Greater => Cmp::WeAhead {
+                floor: e.max_version,
+            },
             std::cmp::Ordering::Less => Cmp::TheyAhead(ours),
-            std::cmp::Ordering::Equal => Cmp::Same { newer: (ours.heartbeat > e.heartbeat).then_some(ours) },
+            std::cmp::Ordering::Equal => Cmp::Same {
+                newer: (ours.heartbeat > e.heartbeat).then_some(ours),
+            },
         }
     }
 
@@ -826,11 +973,16 @@ impl Node {
             self.leave_announced = true;
             self.emit(Event::LeaveAnnounced);
         }
-        let own = self.members.get(&self.me.name).expect("this node is always in its own membership");
+        let own = self
+            .members
+            .get(&self.me.name)
+            .expect("this node is always in its own membership");
         if e.heartbeat == 0 {
             Cmp::WeAhead { floor: 0 }
         } else if own.max_version > e.max_version {
-            Cmp::WeAhead { floor: e.max_version }
+            Cmp::WeAhead {
+                floor: e.max_version,
+            }
         } else {
             Cmp::Same { newer: None }
         }
@@ -848,7 +1000,9 @@ impl Node {
         let mut out: Vec<NodeDelta> = Vec::with_capacity(wanted.len());
         let mut cut: Vec<usize> = Vec::new();
         for (id, floor) in &wanted {
-            let Some(d) = self.node_delta(id, *floor, share.min(budget - used)) else { continue };
+            let Some(d) = self.node_delta(id, *floor, share.min(budget - used)) else {
+                continue;
+            };
             used += size::node_delta(&d);
             if d.max_version < self.members.get(&id.name).map_or(0, |m| m.max_version) {
                 cut.push(out.len());
@@ -857,7 +1011,9 @@ impl Node {
         }
         for i in cut {
             let d = &mut out[i];
-            let Some(ks) = self.members.get(&d.id.name).and_then(Member::keyspace) else { continue };
+            let Some(ks) = self.members.get(&d.id.name).and_then(Member::keyspace) else {
+                continue;
+            };
             let before = size::node_delta(d);
             let target = self.members.get(&d.id.name).map_or(0, |m| m.max_version);
             let room = budget.saturating_sub(used).saturating_sub(3);
@@ -876,7 +1032,11 @@ impl Node {
     fn node_delta(&self, id: &Id, floor: u64, budget: usize) -> Option<NodeDelta> {
         let (ours, m) = self.members.entry(&id.name)?;
         // A peer on an older generation takes the whole state.
-        let floor = if ours.generation != id.generation { 0 } else { floor };
+        let floor = if ours.generation != id.generation {
+            0
+        } else {
+            floor
+        };
         let gc = m.gc_version();
         let reset = floor < gc && floor < m.max_version;
         let floor = if reset { 0 } else { floor.min(m.max_version) };
@@ -946,14 +1106,23 @@ impl Node {
         if d.reset && m.max_version < d.gc_version {
             // We are older than tombstones the peer has forgotten: start over.
             let old = m.keys.take();
-            gone = old.iter().flat_map(|k| k.entries.iter()).filter(|(_, e)| e.value.is_some()).map(|(k, _)| k.clone()).collect();
+            gone = old
+                .iter()
+                .flat_map(|k| k.entries.iter())
+                .filter(|(_, e)| e.value.is_some())
+                .map(|(k, _)| k.clone())
+                .collect();
             m.keyspace_mut().gc_version = d.gc_version;
             m.max_version = 0;
         }
         let applicable = d.floor <= m.max_version;
         let mut changes: Vec<Event> = Vec::new();
         if applicable {
-            let (max_keys, max_key, max_value) = (self.config.max_keys_per_node, self.config.max_key_bytes, self.config.max_value_bytes);
+            let (max_keys, max_key, max_value) = (
+                self.config.max_keys_per_node,
+                self.config.max_key_bytes,
+                self.config.max_value_bytes,
+            );
             let base = m.max_version;
             let mut complete = d.max_version;
             for u in d.updates {
@@ -961,7 +1130,8 @@ impl Node {
                     continue;
                 }
                 let ks = m.keyspace_mut();
-                let too_big = u.key.len() > max_key || u.value.as_ref().is_some_and(|v| v.len() > max_value);
+                let too_big =
+                    u.key.len() > max_key || u.value.as_ref().is_some_and(|v| v.len() > max_value);
                 if too_big || (ks.entries.len() >= max_keys && !ks.entries.contains_key(&u.key)) {
                     // Refuse the rest: we stay complete only below this update.
                     complete = u.version - 1;
@@ -970,8 +1140,16 @@ impl Node {
                 let key = u.key.clone();
                 let version = u.version;
                 match ks.apply(u, now) {
-                    Some(Change::Set(value)) => changes.push(Event::KeyChanged { owner: owner.clone(), key, value, version }),
-                    Some(Change::Deleted) => changes.push(Event::KeyDeleted { owner: owner.clone(), key }),
+                    Some(Change::Set(value)) => changes.push(Event::KeyChanged {
+                        owner: owner.clone(),
+                        key,
+                        value,
+                        version,
+                    }),
+                    Some(Change::Deleted) => changes.push(Event::KeyDeleted {
+                        owner: owner.clone(),
+                        key,
+                    }),
                     None => {}
                 }
             }
@@ -979,13 +1157,21 @@ impl Node {
         }
         for key in gone {
             if m.keyspace().and_then(|k| k.get(&key)).is_none() {
-                changes.push(Event::KeyDeleted { owner: owner.clone(), key });
+                changes.push(Event::KeyDeleted {
+                    owner: owner.clone(),
+                    key,
+                });
             }
         }
         let new_mv = m.max_version;
         if announced {
             let from = self.members.set_status_at(i, Status::Left);
-            self.emit(Event::MemberStatus { id: owner.clone(), from, to: Status::Left, reason: StatusReason::Announced });
+            self.emit(Event::MemberStatus {
+                id: owner.clone(),
+                from,
+                to: Status::Left,
+                reason: StatusReason::Announced,
+            });
         } else if revived {
             self.revive(&owner);
         }
@@ -1023,7 +1209,10 @@ impl Node {
         let (old, gone) = self.members.replace(i, id.clone(), m);
         for (key, e) in gone.keys.iter().flat_map(|k| k.entries.iter()) {
             if e.value.is_some() {
-                self.emit(Event::KeyDeleted { owner: old.clone(), key: key.clone() });
+                self.emit(Event::KeyDeleted {
+                    owner: old.clone(),
+                    key: key.clone(),
+                });
             }
         }
         self.hot.retain(|h| h.id.name != old.name);
@@ -1033,14 +1222,23 @@ impl Node {
 
     /// A Suspect or Dead member heartbeats again.
     fn revive(&mut self, id: &Id) {
-        let from = self.members.set_status(&id.name, Status::Live).expect("member exists");
-        self.emit(Event::MemberStatus { id: id.clone(), from, to: Status::Live, reason: StatusReason::Heartbeat });
+        let from = self
+            .members
+            .set_status(&id.name, Status::Live)
+            .expect("member exists");
+        self.emit(Event::MemberStatus {
+            id: id.clone(),
+            from,
+            to: Status::Live,
+            reason: StatusReason::Heartbeat,
+        });
     }
 
     fn check_sender(&mut self, sender: &Id) {
         // An older incarnation still talking while a newer one holds its name.
         if let Some((id, m)) = self.members.entry(&sender.name)
-            && (id.generation > sender.generation || (id.generation == sender.generation && id.addr != sender.addr))
+            && (id.generation > sender.generation
+                || (id.generation == sender.generation && id.addr != sender.addr))
             && m.status == Status::Live
         {
             let existing = id.clone();
@@ -1091,7 +1289,10 @@ impl Node {
         let mut gc: Vec<Id> = Vec::new();
         for i in rotate(n, self.fd_cursor).take(slice.min(n)) {
             let (id, m) = self.members.at(i);
-            if m.keys.as_ref().is_some_and(|ks| ks.entries.values().any(|e| e.value.is_none())) {
+            if m.keys
+                .as_ref()
+                .is_some_and(|ks| ks.entries.values().any(|e| e.value.is_none()))
+            {
                 gc.push(id.clone());
             }
             if i == 0 {
@@ -1105,14 +1306,31 @@ impl Node {
                 Status::Live => {
                     let phi = m.detector.phi_after(silent, &self.phi);
                     if phi > threshold {
-                        changes.push((id.clone(), Status::Suspect, StatusReason::Silent { silent_for: silent, phi }));
+                        changes.push((
+                            id.clone(),
+                            Status::Suspect,
+                            StatusReason::Silent {
+                                silent_for: silent,
+                                phi,
+                            },
+                        ));
                     }
                 }
                 Status::Suspect => {
-                    let phi = m.detector.phi_after(silent.saturating_sub(self.config.suspect_timeout), &self.phi);
+                    let phi = m.detector.phi_after(
+                        silent.saturating_sub(self.config.suspect_timeout),
+                        &self.phi,
+                    );
                     if phi > threshold {
                         let now_phi = m.detector.phi_after(silent, &self.phi);
-                        changes.push((id.clone(), Status::Dead, StatusReason::Silent { silent_for: silent, phi: now_phi }));
+                        changes.push((
+                            id.clone(),
+                            Status::Dead,
+                            StatusReason::Silent {
+                                silent_for: silent,
+                                phi: now_phi,
+                            },
+                        ));
                     }
                 }
                 Status::Dead | Status::Left => {
@@ -1124,14 +1342,22 @@ impl Node {
         }
         self.fd_cursor = (self.fd_cursor + slice.min(n)) % n;
         for (id, to, reason) in changes {
-            let from = self.members.set_status(&id.name, to).expect("member was just checked");
+            let from = self
+                .members
+                .set_status(&id.name, to)
+                .expect("member was just checked");
             match to {
                 Status::Suspect => self.metrics.suspicions += 1,
                 Status::Dead => self.metrics.convictions += 1,
                 _ => {}
             }
             tracing::debug!(node = %self.me, member = %id, ?from, ?to, ?reason, "member status changed");
-            self.emit(Event::MemberStatus { id, from, to, reason });
+            self.emit(Event::MemberStatus {
+                id,
+                from,
+                to,
+                reason,
+            });
         }
         for id in forget {
             self.members.remove(&id.name);
@@ -1185,7 +1411,11 @@ impl Node {
     }
 
     fn send(&mut self, to: SocketAddr, message: Message) {
-        let envelope = Envelope { cluster: self.cluster, from: self.me.clone(), message };
+        let envelope = Envelope {
+            cluster: self.cluster,
+            from: self.me.clone(),
+            message,
+        };
         self.metrics.messages_out += 1;
         self.metrics.bytes_out += envelope.encoded_len() as u64;
         if self.transmits.len() >= self.config.max_pending_transmits {

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 /// Only differences between instants of one node mean anything; the epoch is
 /// whatever the shell picked when it started the node (the simulator uses 0,
 /// the actor uses the moment the process started).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Instant(u64);
 
 impl Instant {
@@ -71,6 +73,9 @@ mod tests {
         assert_eq!((t - Duration::from_secs(1)).as_micros(), 0);
         assert_eq!(t.saturating_since(Instant::from_micros(10)), Duration::ZERO);
         assert_eq!((t + Duration::from_micros(7)).as_micros(), 12);
-        assert_eq!(Instant::from_micros(u64::MAX) + Duration::from_secs(1), Instant::from_micros(u64::MAX));
+        assert_eq!(
+            Instant::from_micros(u64::MAX) + Duration::from_secs(1),
+            Instant::from_micros(u64::MAX)
+        );
     }
 }

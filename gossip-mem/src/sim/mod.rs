@@ -80,7 +80,12 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { seed: 1, proto: Config::default(), faults: Faults::default(), wire: false }
+        SimConfig {
+            seed: 1,
+            proto: Config::default(),
+            faults: Faults::default(),
+            wire: false,
+        }
     }
 }
 
@@ -155,8 +160,15 @@ enum Payload {
 
 #[derive(Debug)]
 enum Action {
-    Timer { node: usize, at: Instant },
-    Deliver { to: usize, from: SocketAddr, payload: Payload },
+    Timer {
+        node: usize,
+        at: Instant,
+    },
+    Deliver {
+        to: usize,
+        from: SocketAddr,
+        payload: Payload,
+    },
 }
 
 #[derive(Debug)]
@@ -194,7 +206,10 @@ pub fn mix(mut z: u64) -> u64 {
 /// The label address of node `i` (loopback range, never dialled).
 pub fn sim_addr(i: usize) -> SocketAddr {
     let i = i as u32;
-    SocketAddr::from((Ipv4Addr::new(127, 1 + (i >> 16) as u8, (i >> 8) as u8, i as u8), 7000))
+    SocketAddr::from((
+        Ipv4Addr::new(127, 1 + (i >> 16) as u8, (i >> 8) as u8, i as u8),
+        7000,
+    ))
 }
 
 /// A simulation: nodes, a virtual clock and an event queue.
@@ -296,7 +311,9 @@ impl Sim {
 
     /// Index of the node named `name` (simulated names are `n<index>`).
     pub fn index_of_name(&self, name: &str) -> Option<usize> {
-        name.strip_prefix('n').and_then(|i| i.parse().ok()).filter(|&i: &usize| i < self.nodes.len())
+        name.strip_prefix('n')
+            .and_then(|i| i.parse().ok())
+            .filter(|&i: &usize| i < self.nodes.len())
     }
 
     /// Adds and starts a node that joins through the nodes `seeds`.
@@ -333,7 +350,12 @@ impl Sim {
 
     /// Runs `f` on node `i` (a command: set, delete, leave…) at the current
     /// time and handles its outputs. `None` if the node is down.
-    pub fn with_node<R>(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> R, on_event: &mut impl FnMut(&Ctx<'_>, &Event)) -> Option<R> {
+    pub fn with_node<R>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut Node, Instant) -> R,
+        on_event: &mut impl FnMut(&Ctx<'_>, &Event),
+    ) -> Option<R> {
         let now = self.now;
         let r = f(self.nodes[i].node.as_mut()?, now);
         self.flush(i, on_event);
@@ -396,11 +418,17 @@ impl Sim {
 
     fn schedule(&mut self, at: Instant, action: Action) {
         self.seq += 1;
-        self.queue.push(Reverse(Scheduled { at, seq: self.seq, action }));
+        self.queue.push(Reverse(Scheduled {
+            at,
+            seq: self.seq,
+            action,
+        }));
     }
 
     fn arm(&mut self, i: usize) {
-        let Some(node) = self.nodes[i].node.as_ref() else { return };
+        let Some(node) = self.nodes[i].node.as_ref() else {
+            return;
+        };
         let at = node.poll_timeout().max(self.now);
         if self.nodes[i].armed != Some(at) {
             self.nodes[i].armed = Some(at);
@@ -417,8 +445,12 @@ impl Sim {
     fn flush(&mut self, i: usize, on_event: &mut impl FnMut(&Ctx<'_>, &Event)) {
         let now = self.now;
         loop {
-            let Some(node) = self.nodes[i].node.as_mut() else { return };
-            let Some(tx) = node.poll_transmit() else { break };
+            let Some(node) = self.nodes[i].node.as_mut() else {
+                return;
+            };
+            let Some(tx) = node.poll_transmit() else {
+                break;
+            };
             let len = tx.envelope.encoded_len() as u64;
             self.stats.messages += 1;
             self.stats.bytes += len;
@@ -427,35 +459,72 @@ impl Sim {
                 continue;
             };
             let f = &self.config.faults;
-            let (loss, dup, reorder, (lo, hi), extra) = (f.loss, f.duplicate, f.reorder, f.latency, f.reorder_delay);
+            let (loss, dup, reorder, (lo, hi), extra) =
+                (f.loss, f.duplicate, f.reorder, f.latency, f.reorder_delay);
             if loss > 0.0 && self.rng.random_bool(loss) {
                 self.stats.dropped += 1;
                 continue;
             }
-            let copies = if dup > 0.0 && self.rng.random_bool(dup) { 2 } else { 1 };
+            let copies = if dup > 0.0 && self.rng.random_bool(dup) {
+                2
+            } else {
+                1
+            };
             let from = self.nodes[i].addr;
-            let payload = if self.config.wire { Payload::Wire(tx.encode()) } else { Payload::Value(tx.envelope) };
+            let payload = if self.config.wire {
+                Payload::Wire(tx.encode())
+            } else {
+                Payload::Value(tx.envelope)
+            };
             for c in 0..copies {
-                let mut delay = if hi > lo { self.rng.random_range(lo..=hi) } else { lo };
+                let mut delay = if hi > lo {
+                    self.rng.random_range(lo..=hi)
+                } else {
+                    lo
+                };
                 if reorder > 0.0 && self.rng.random_bool(reorder) {
                     delay += extra.mul_f64(self.rng.random_range(0.0..1.0));
                 }
                 if c == 1 {
                     self.stats.duplicated += 1;
                 }
-                self.schedule(now + delay, Action::Deliver { to, from, payload: payload.clone() });
+                self.schedule(
+                    now + delay,
+                    Action::Deliver {
+                        to,
+                        from,
+                        payload: payload.clone(),
+                    },
+                );
             }
         }
         loop {
-            let Some(node) = self.nodes[i].node.as_mut() else { return };
-            let Some(event) = node.poll_event() else { break };
+            let Some(node) = self.nodes[i].node.as_mut() else {
+                return;
+            };
+            let Some(event) = node.poll_event() else {
+                break;
+            };
             self.hash(event_tag(&event) ^ ((i as u64) << 8));
-            on_event(&Ctx { now, node: i, slots: &self.nodes }, &event);
+            on_event(
+                &Ctx {
+                    now,
+                    node: i,
+                    slots: &self.nodes,
+                },
+                &event,
+            );
         }
         self.arm(i);
     }
 
-    fn receive(&mut self, to: usize, from: SocketAddr, payload: Payload, on_event: &mut impl FnMut(&Ctx<'_>, &Event)) {
+    fn receive(
+        &mut self,
+        to: usize,
+        from: SocketAddr,
+        payload: Payload,
+        on_event: &mut impl FnMut(&Ctx<'_>, &Event),
+    ) {
         let now = self.now;
         let Some(node) = self.nodes[to].node.as_mut() else {
             self.stats.dropped += 1;
@@ -472,7 +541,9 @@ impl Sim {
 
     /// Processes the next scheduled action. Returns `false` when nothing is left.
     pub fn step(&mut self, on_event: &mut impl FnMut(&Ctx<'_>, &Event)) -> bool {
-        let Some(Reverse(s)) = self.queue.pop() else { return false };
+        let Some(Reverse(s)) = self.queue.pop() else {
+            return false;
+        };
         debug_assert!(s.at >= self.now, "virtual time never goes backwards");
         self.now = s.at;
         match s.action {

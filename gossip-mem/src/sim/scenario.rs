@@ -1,4 +1,3 @@
-
 use std::cell::Cell;
 use std::time::Duration;
 
@@ -10,7 +9,12 @@ use crate::sim::{Ctx, Faults, Sim, SimConfig};
 /// Builds a cluster of `nodes` nodes that all start at time zero and join
 /// through node 0, and runs until every node knows every other one (or
 /// `max_rounds` pass). Returns the simulation and whether membership converged.
-pub fn converged_cluster(config: SimConfig, nodes: usize, max_rounds: f64, progress: &mut dyn FnMut(f64, usize)) -> (Sim, bool) {
+pub fn converged_cluster(
+    config: SimConfig,
+    nodes: usize,
+    max_rounds: f64,
+    progress: &mut dyn FnMut(f64, usize),
+) -> (Sim, bool) {
     let mut sim = Sim::new(config);
     let seed = sim.add_node(&[]);
     for _ in 1..nodes {
@@ -74,10 +78,20 @@ pub struct RumorReport {
 /// The spreading experiment: converge a cluster, write one key on one node
 /// and measure the rounds until every node holds it, and the traffic per
 /// node per round over `window` rounds after convergence (the write included).
-pub fn rumor(config: SimConfig, nodes: usize, window: f64, progress: &mut dyn FnMut(f64, usize)) -> RumorReport {
+pub fn rumor(
+    config: SimConfig,
+    nodes: usize,
+    window: f64,
+    progress: &mut dyn FnMut(f64, usize),
+) -> RumorReport {
     let interval = config.proto.gossip_interval;
     let seed = config.seed;
-    let (mut sim, joined) = converged_cluster(config, nodes, 100.0 + 10.0 * (nodes as f64).log2(), progress);
+    let (mut sim, joined) = converged_cluster(
+        config,
+        nodes,
+        100.0 + 10.0 * (nodes as f64).log2(),
+        progress,
+    );
     let join_rounds = sim.rounds();
     let before = sim.stats();
     let start = sim.now();
@@ -95,12 +109,18 @@ pub fn rumor(config: SimConfig, nodes: usize, window: f64, progress: &mut dyn Fn
             }
         }
     };
-    sim.with_node(writer, |n, now| n.set(now, "rumor", Bytes::from_static(b"hello")), &mut count)
-        .expect("the writer is up")
-        .expect("a small key is accepted");
+    sim.with_node(
+        writer,
+        |n, now| n.set(now, "rumor", Bytes::from_static(b"hello")),
+        &mut count,
+    )
+    .expect("the writer is up")
+    .expect("a small key is accepted");
     let deadline = start + interval.mul_f64(window.max(60.0));
     while done_at.get().is_none() && sim.now() <= deadline && sim.step(&mut count) {}
-    let rumor_rounds = done_at.get().map_or(f64::INFINITY, |t| t.saturating_since(start).as_secs_f64() / interval.as_secs_f64());
+    let rumor_rounds = done_at.get().map_or(f64::INFINITY, |t| {
+        t.saturating_since(start).as_secs_f64() / interval.as_secs_f64()
+    });
     let measure_until = start + interval.mul_f64(window.max(rumor_rounds.ceil()));
     sim.run_until(measure_until, &mut |_, _| {});
     let after = sim.stats();
@@ -123,8 +143,14 @@ pub fn rumor(config: SimConfig, nodes: usize, window: f64, progress: &mut dyn Fn
 pub fn config(seed: u64, fanout: usize, loss: f64) -> SimConfig {
     SimConfig {
         seed,
-        proto: Config { fanout, ..Config::default() },
-        faults: Faults { loss, ..Faults::default() },
+        proto: Config {
+            fanout,
+            ..Config::default()
+        },
+        faults: Faults {
+            loss,
+            ..Faults::default()
+        },
         wire: false,
     }
 }
@@ -133,7 +159,6 @@ pub fn config(seed: u64, fanout: usize, loss: f64) -> SimConfig {
 pub fn rounds(d: Duration, interval: Duration) -> f64 {
     d.as_secs_f64() / interval.as_secs_f64()
 }
-
 
 /// The failure scenarios of the `simulate` example.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,7 +184,11 @@ impl std::str::FromStr for Kind {
             "partition" => Kind::Partition,
             "churn" => Kind::Churn,
             "loss" => Kind::Loss,
-            other => return Err(format!("unknown scenario {other:?} (crash, pause, partition, churn, loss)")),
+            other => {
+                return Err(format!(
+                    "unknown scenario {other:?} (crash, pause, partition, churn, loss)"
+                ));
+            }
         })
     }
 }
@@ -232,8 +261,13 @@ impl Run {
         let mut sim_cfg = cfg.sim.clone();
         sim_cfg.faults.loss = cfg.loss;
         let (sim, joined) = converged_cluster(sim_cfg, cfg.nodes, 200.0, &mut |_, _| {});
-        let interval = u64::try_from(sim.config().proto.gossip_interval.as_micros()).unwrap_or(u64::MAX);
-        joined.then_some(Run { sim, checker: Default::default(), interval })
+        let interval =
+            u64::try_from(sim.config().proto.gossip_interval.as_micros()).unwrap_or(u64::MAX);
+        joined.then_some(Run {
+            sim,
+            checker: Default::default(),
+            interval,
+        })
     }
 
     /// Runs for `rounds`, checking invariants; `watch` sees every event.
@@ -243,7 +277,13 @@ impl Run {
     }
 
     /// Runs until `done` (checked every tenth of a round) or `end`.
-    fn run_until(&mut self, end: Instant, full: bool, watch: &mut dyn FnMut(&Ctx<'_>, &Event), done: &mut dyn FnMut(&Sim) -> bool) -> bool {
+    fn run_until(
+        &mut self,
+        end: Instant,
+        full: bool,
+        watch: &mut dyn FnMut(&Ctx<'_>, &Event),
+        done: &mut dyn FnMut(&Sim) -> bool,
+    ) -> bool {
         let tick = self.sim.config().proto.gossip_interval / 10;
         let mut ticks = 0u64;
         loop {
@@ -290,7 +330,9 @@ pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
     let n = cfg.nodes;
     let full = cfg.full_checks;
     let interval = run.sim.config().proto.gossip_interval;
-    let rounds_since = |sim: &Sim, t: Instant| sim.now().saturating_since(t).as_secs_f64() / interval.as_secs_f64();
+    let rounds_since = |sim: &Sim, t: Instant| {
+        sim.now().saturating_since(t).as_secs_f64() / interval.as_secs_f64()
+    };
     // Let failure detectors learn the heartbeat rhythm first.
     run.run(10.0, full, &mut |_, _| {});
     let victim = 1 + (super::mix(cfg.sim.seed) as usize) % (n - 1).max(1);
@@ -301,7 +343,11 @@ pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
             run.sim.crash(victim);
             let seen = Cell::new(0usize);
             let mut watch = |_: &Ctx<'_>, e: &Event| {
-                if let Event::MemberStatus { id, to: gossip_core::proto::Status::Dead, .. } = e
+                if let Event::MemberStatus {
+                    id,
+                    to: gossip_core::proto::Status::Dead,
+                    ..
+                } = e
                     && id.name == victim_name
                 {
                     seen.set(seen.get() + 1);
@@ -322,7 +368,14 @@ pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
             let t0 = run.sim.now();
             // Who currently sees the victim as not Live.
             let mut down: std::collections::HashSet<usize> = (0..n)
-                .filter(|&i| i != victim && run.sim.node(i).and_then(|x| x.member(&victim_name)).is_none_or(|m| m.status != gossip_core::proto::Status::Live))
+                .filter(|&i| {
+                    i != victim
+                        && run
+                            .sim
+                            .node(i)
+                            .and_then(|x| x.member(&victim_name))
+                            .is_none_or(|m| m.status != gossip_core::proto::Status::Live)
+                })
                 .collect();
             run.sim.resume(victim, &mut |_, _| {});
             let down_cell = std::cell::RefCell::new(std::mem::take(&mut down));
@@ -339,7 +392,9 @@ pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
                 }
             };
             let end = t0 + interval * 60;
-            let recovered = run.run_until(end, full, &mut watch, &mut |_| down_cell.borrow().is_empty());
+            let recovered = run.run_until(end, full, &mut watch, &mut |_| {
+                down_cell.borrow().is_empty()
+            });
             let recovery = recovered.then(|| rounds_since(&run.sim, t0));
             run.run(10.0, full, &mut |_, _| {});
             let mut r = run.report(kind, n, recovered);
@@ -352,9 +407,16 @@ pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
             }
             for round in 0..60 {
                 if round % 10 == 0 {
-                    for (side, writer) in [(0, 1 + round % (n / 2).max(1)), (1, n / 2 + round % (n - n / 2))] {
+                    for (side, writer) in [
+                        (0, 1 + round % (n / 2).max(1)),
+                        (1, n / 2 + round % (n - n / 2)),
+                    ] {
                         let key = format!("split-{side}-{round}");
-                        run.sim.with_node(writer.min(n - 1), |x, now| x.set(now, &key, Bytes::from_static(b"v")), &mut |_, _| {});
+                        run.sim.with_node(
+                            writer.min(n - 1),
+                            |x, now| x.set(now, &key, Bytes::from_static(b"v")),
+                            &mut |_, _| {},
+                        );
                     }
                 }
                 run.run(1.0, full, &mut |_, _| {});
@@ -413,18 +475,28 @@ fn churn(mut run: Run, cfg: &ScenarioConfig) -> ScenarioReport {
             // Writes and deletes.
             4..=6 if run.sim.is_up(i) => {
                 let key = format!("k{round}");
-                let ok = run.sim.with_node(i, |x, now| x.set(now, &key, Bytes::from_static(b"v")).is_ok(), &mut |_, _| {});
+                let ok = run.sim.with_node(
+                    i,
+                    |x, now| x.set(now, &key, Bytes::from_static(b"v")).is_ok(),
+                    &mut |_, _| {},
+                );
                 if ok == Some(true) {
                     keys.push((i, key));
                 }
             }
             7..=8 if !keys.is_empty() => {
                 let (owner, key) = keys.swap_remove(rng.random_range(0..keys.len()));
-                let deleted = run.sim.with_node(owner, |x, now| x.delete(now, &key).ok().flatten(), &mut |_, _| {});
+                let deleted = run.sim.with_node(
+                    owner,
+                    |x, now| x.delete(now, &key).ok().flatten(),
+                    &mut |_, _| {},
+                );
                 if let Some(Some(version)) = deleted {
                     let slot = run.sim.slot(owner);
                     let (name, generation) = (slot.name.clone(), slot.generation);
-                    run.checker.resurrection.deleted(&name, generation, &key, version);
+                    run.checker
+                        .resurrection
+                        .deleted(&name, generation, &key, version);
                 }
             }
             _ => {}
@@ -445,8 +517,11 @@ fn churn(mut run: Run, cfg: &ScenarioConfig) -> ScenarioReport {
     }
     let t0 = run.sim.now();
     let end = t0 + interval * 200;
-    let quiet = run.run_until(end, full, &mut |_, _| {}, &mut |sim| super::invariants::convergence::check(sim).is_ok());
-    let heal = quiet.then(|| run.sim.now().saturating_since(t0).as_secs_f64() / interval.as_secs_f64());
+    let quiet = run.run_until(end, full, &mut |_, _| {}, &mut |sim| {
+        super::invariants::convergence::check(sim).is_ok()
+    });
+    let heal =
+        quiet.then(|| run.sim.now().saturating_since(t0).as_secs_f64() / interval.as_secs_f64());
     // Keep going past the grace period, so forgetting and tombstone GC
     // happen, and check nothing comes back.
     let grace = run.sim.config().proto.grace_period.as_secs_f64() / interval.as_secs_f64();

@@ -20,14 +20,30 @@ pub const NAME: &str = "no healthy node is declared dead";
 impl FalseDead {
     /// Checks a status change against the target's real state.
     pub fn on_event(&mut self, ctx: &Ctx<'_>, event: &Event) -> Option<(&'static str, String)> {
-        let Event::MemberStatus { id, to: Status::Dead, reason, .. } = event else { return None };
-        let target = id.name.strip_prefix('n')?.parse::<usize>().ok().filter(|&t| t < ctx.slots.len())?;
+        let Event::MemberStatus {
+            id,
+            to: Status::Dead,
+            reason,
+            ..
+        } = event
+        else {
+            return None;
+        };
+        let target = id
+            .name
+            .strip_prefix('n')?
+            .parse::<usize>()
+            .ok()
+            .filter(|&t| t < ctx.slots.len())?;
         let slot = &ctx.slots[target];
         let healthy = slot.is_up() && !slot.is_paused() && slot.generation == id.generation;
         let reachable = slot.group == ctx.slots[ctx.node].group;
         if healthy && reachable {
             self.count += 1;
-            return Some((NAME, format!("n{} declared running n{target} dead ({reason:?})", ctx.node)));
+            return Some((
+                NAME,
+                format!("n{} declared running n{target} dead ({reason:?})", ctx.node),
+            ));
         }
         None
     }

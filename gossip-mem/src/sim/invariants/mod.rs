@@ -51,16 +51,27 @@ impl Checker {
             self.false_dead.on_event(ctx, event),
         ];
         for (property, what) in found.into_iter().flatten() {
-            self.record(Violation { property, round, what });
+            self.record(Violation {
+                property,
+                round,
+                what,
+            });
         }
     }
 
     /// Looks at the whole cluster (call about once a round).
     pub fn on_round(&mut self, sim: &Sim) {
         let round = sim.rounds();
-        let found: Vec<_> = [self.versions.on_round(sim), self.resurrection.on_round(sim)].into_iter().flatten().collect();
+        let found: Vec<_> = [self.versions.on_round(sim), self.resurrection.on_round(sim)]
+            .into_iter()
+            .flatten()
+            .collect();
         for (property, what) in found {
-            self.record(Violation { property, round, what });
+            self.record(Violation {
+                property,
+                round,
+                what,
+            });
         }
     }
 
@@ -81,7 +92,10 @@ impl Checker {
 
     /// Violations of one property so far.
     pub fn count_of(&self, property: &str) -> usize {
-        self.counts.iter().find(|(p, _)| *p == property).map_or(0, |(_, c)| *c)
+        self.counts
+            .iter()
+            .find(|(p, _)| *p == property)
+            .map_or(0, |(_, c)| *c)
     }
 
     /// The first violations, described.

@@ -28,25 +28,50 @@ pub const NAME: &str = "nothing deleted or forgotten comes back";
 impl Resurrection {
     /// Records that `owner` (at `generation`) deleted `key` at `version`.
     pub fn deleted(&mut self, owner: &str, generation: u64, key: &str, version: u64) {
-        self.tombstones.insert((owner.to_owned(), generation, key.to_owned()), version);
+        self.tombstones
+            .insert((owner.to_owned(), generation, key.to_owned()), version);
     }
 
     /// Checks key and membership events.
     pub fn on_event(&mut self, ctx: &Ctx<'_>, event: &Event) -> Option<(&'static str, String)> {
         match event {
-            Event::KeyChanged { owner, key, version, .. } => {
-                let t = self.tombstones.get(&(owner.name.clone(), owner.generation, key.clone()))?;
-                let past = ctx.slots[ctx.node].node()?.member(&owner.name).is_some_and(|m| m.max_version >= *t);
-                (past && *version < *t).then(|| (NAME, format!("n{} got {owner}/{key} v{version} back after its deletion at v{t}", ctx.node)))
+            Event::KeyChanged {
+                owner,
+                key,
+                version,
+                ..
+            } => {
+                let t =
+                    self.tombstones
+                        .get(&(owner.name.clone(), owner.generation, key.clone()))?;
+                let past = ctx.slots[ctx.node]
+                    .node()?
+                    .member(&owner.name)
+                    .is_some_and(|m| m.max_version >= *t);
+                (past && *version < *t).then(|| {
+                    (
+                        NAME,
+                        format!(
+                            "n{} got {owner}/{key} v{version} back after its deletion at v{t}",
+                            ctx.node
+                        ),
+                    )
+                })
             }
             Event::MemberForgotten { id } => {
-                self.forgotten.insert((ctx.node, id.name.clone(), id.generation));
+                self.forgotten
+                    .insert((ctx.node, id.name.clone(), id.generation));
                 None
             }
             Event::MemberJoined { id } => self
                 .forgotten
                 .contains(&(ctx.node, id.name.clone(), id.generation))
-                .then(|| (NAME, format!("n{} admitted {id} again after forgetting it", ctx.node))),
+                .then(|| {
+                    (
+                        NAME,
+                        format!("n{} admitted {id} again after forgetting it", ctx.node),
+                    )
+                }),
             _ => None,
         }
     }
@@ -56,11 +81,15 @@ impl Resurrection {
         for ((owner, generation, key), t) in &self.tombstones {
             for i in 0..sim.len() {
                 let Some(n) = sim.node(i) else { continue };
-                if n.member(owner).is_some_and(|m| m.id.generation == *generation && m.max_version >= *t)
+                if n.member(owner)
+                    .is_some_and(|m| m.id.generation == *generation && m.max_version >= *t)
                     && let Some((_, v)) = n.get(owner, key)
                     && v < *t
                 {
-                    return Some((NAME, format!("n{i} holds {owner}/{key} v{v}, deleted at v{t}")));
+                    return Some((
+                        NAME,
+                        format!("n{i} holds {owner}/{key} v{v}, deleted at v{t}"),
+                    ));
                 }
             }
         }

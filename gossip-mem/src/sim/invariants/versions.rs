@@ -21,10 +21,27 @@ pub const NAME: &str = "versions never decrease";
 impl Versions {
     /// A key event must carry a newer version than the last one seen.
     pub fn on_event(&mut self, ctx: &Ctx<'_>, event: &Event) -> Option<(&'static str, String)> {
-        let Event::KeyChanged { owner, key, version, .. } = event else { return None };
-        let last = self.keys.entry((ctx.node, owner.name.clone(), owner.generation, key.clone())).or_insert(0);
+        let Event::KeyChanged {
+            owner,
+            key,
+            version,
+            ..
+        } = event
+        else {
+            return None;
+        };
+        let last = self
+            .keys
+            .entry((ctx.node, owner.name.clone(), owner.generation, key.clone()))
+            .or_insert(0);
         if *version <= *last {
-            return Some((NAME, format!("n{} saw {owner}/{key} go from version {last} to {version}", ctx.node)));
+            return Some((
+                NAME,
+                format!(
+                    "n{} saw {owner}/{key} go from version {last} to {version}",
+                    ctx.node
+                ),
+            ));
         }
         *last = *version;
         None
@@ -36,9 +53,18 @@ impl Versions {
         for i in 0..sim.len() {
             let Some(n) = sim.node(i) else { continue };
             for m in n.members() {
-                let last = self.members.entry((i, m.id.name.clone(), m.id.generation)).or_insert(0);
+                let last = self
+                    .members
+                    .entry((i, m.id.name.clone(), m.id.generation))
+                    .or_insert(0);
                 if m.max_version < *last && first.is_none() {
-                    first = Some((NAME, format!("n{i} holds {} up to {} after {}", m.id, m.max_version, *last)));
+                    first = Some((
+                        NAME,
+                        format!(
+                            "n{i} holds {} up to {} after {}",
+                            m.id, m.max_version, *last
+                        ),
+                    ));
                 }
                 *last = (*last).max(m.max_version);
             }
