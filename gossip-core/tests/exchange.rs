@@ -312,3 +312,58 @@ fn leave_is_announced_and_seen_as_left() {
         "the leaver learns that a peer holds its announcement"
     );
 }
+
+#[test]
+fn a_node_started_before_its_seed_still_joins() {
+    let mut early = vec![node(1, &[2], Config::default())];
+    // Its seed does not exist yet: join attempts go nowhere, with backoff.
+    let mut now = Instant::ZERO;
+    let mut attempts = 0;
+    for _ in 0..20 {
+        now += Duration::from_secs(1);
+        early[0].handle_timeout(now);
+        while early[0].poll_transmit().is_some() {
+            attempts += 1;
+        }
+    }
+    assert!(
+        (3..=8).contains(&attempts),
+        "retries back off: {attempts} attempts in 20 s"
+    );
+    let mut nodes = vec![early.remove(0), node(2, &[], Config::default())];
+    rounds(&mut nodes, now, 35);
+    assert!(nodes[0].is_joined());
+    assert_eq!(nodes[0].member_count(), 2);
+    assert_eq!(nodes[1].member_count(), 2);
+}
+
+#[test]
+fn two_nodes_claiming_one_name_are_reported() {
+    let a = node(1, &[2], Config::default());
+    let b = node(2, &[1], Config::default());
+    let impostor = Node::new(
+        Config::default(),
+        NodeId::new("n1", addr(3), 1),
+        vec![addr(2)],
+        9,
+        Instant::ZERO,
+    )
+    .expect("valid");
+    let mut nodes = vec![a, b, impostor];
+    rounds(&mut nodes, Instant::ZERO, 5);
+    let reported = |n: &mut Node| {
+        let mut seen = false;
+        while let Some(e) = n.poll_event() {
+            seen |= matches!(e, Event::NameConflict { .. });
+        }
+        seen
+    };
+    assert!(
+        reported(&mut nodes[1]),
+        "the peer that hears both reports the conflict"
+    );
+    assert!(
+        reported(&mut nodes[0]) || reported(&mut nodes[2]),
+        "a claimant learns its name is taken"
+    );
+}

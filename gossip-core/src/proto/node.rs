@@ -80,8 +80,11 @@ struct Sweep {
 
 /// How a digest entry compares with what this node holds.
 enum Cmp {
-    /// Forgotten, conflicting or otherwise not to act on.
+    /// Forgotten or otherwise not to act on.
     Ignore,
+    /// Another node claims this name; our entry for it (sent back, so the
+    /// claimant learns its name is taken).
+    Conflict(DigestEntry),
     /// We do not know this incarnation (unknown name or newer generation).
     Unknown,
     /// The peer holds updates we lack; our entry.
@@ -498,7 +501,7 @@ impl Node {
                     match self.compare(now, e) {
                         Cmp::WeAhead { floor } => wanted.push((e.id.clone(), floor)),
                         Cmp::TheyAhead(_) | Cmp::Unknown => self.add_behind(e.id.clone()),
-                        Cmp::Same { .. } | Cmp::Ignore => {}
+                        Cmp::Same { .. } | Cmp::Ignore | Cmp::Conflict(_) => {}
                     }
                 }
                 if !wanted.is_empty() {
@@ -837,6 +840,7 @@ impl Node {
                     None
                 }
                 Cmp::Same { newer } => newer,
+                Cmp::Conflict(ours) => Some(ours),
                 Cmp::Ignore => None,
             };
             if let Some(a) = answer {
@@ -932,9 +936,13 @@ impl Node {
             };
         }
         if e.id.addr != id.addr {
-            let existing = id.clone();
-            self.report_conflict(existing, e.id.clone());
-            return Cmp::Ignore;
+            let ours = DigestEntry {
+                id: id.clone(),
+                heartbeat: m.heartbeat,
+                max_version: m.max_version,
+            };
+            self.report_conflict(ours.id.clone(), e.id.clone());
+            return Cmp::Conflict(ours);
         }
         let revived = m.observe(e.heartbeat, now, &phi);
         let ours = DigestEntry {
