@@ -134,12 +134,20 @@ impl Demo {
 
     /// Metrics of every running node, in index order (`None` for stopped ones).
     async fn metrics(&self) -> Vec<Option<NodeMetrics>> {
-        let mut out = Vec::with_capacity(self.nodes.len());
-        for (i, n) in self.nodes.iter().enumerate() {
-            out.push(if self.alive[i] {
-                n.send(GetMetrics).await.ok()
-            } else {
-                None
+        // Queue every request first (`send` enqueues at once), then collect:
+        // one pass of each Arbiter answers them all, instead of one
+        // cross-thread round trip per node.
+        let requests: Vec<_> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| self.alive[i].then(|| n.send(GetMetrics)))
+            .collect();
+        let mut out = Vec::with_capacity(requests.len());
+        for r in requests {
+            out.push(match r {
+                Some(r) => r.await.ok(),
+                None => None,
             });
         }
         out
