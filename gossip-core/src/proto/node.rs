@@ -674,7 +674,10 @@ impl Node {
                 let (peer, cursor) = (sw.peer.clone(), sw.cursor);
                 self.start_sweep(now, peer, cursor);
             }
-            _ if known > self.sweep_threshold() => self.start_sweep(now, best, 0),
+            // The peer we swept before is gone or had nothing new: start
+            // over from the peer that knows most (rare; worth it only for
+            // more than a handful of members).
+            _ if known > ours + SWEEP_MIN => self.start_sweep(now, best, 0),
             _ => {}
         }
     }
@@ -838,6 +841,14 @@ impl Node {
                 Cmp::WeAhead { floor } => {
                     wanted.push((e.id.clone(), floor));
                     None
+                }
+                // A leaver learns its announcement arrived when it sees its
+                // own entry come back at the leave's version.
+                Cmp::Same { newer: None }
+                    if e.id.name == sender.name
+                        && self.members.get(&e.id.name).is_some_and(|m| m.left) =>
+                {
+                    Some(e.clone())
                 }
                 Cmp::Same { newer } => newer,
                 Cmp::Conflict(ours) => Some(ours),
