@@ -804,10 +804,12 @@ impl Node {
         }
         let n = self.members.len();
         let mut next = self.digest_cursor;
+        // Only fresh and lagging nodes can already be listed (besides us).
+        let check = listed.len() > 1;
         for i in rotate(n, self.digest_cursor) {
             let (id, m) = self.members.at(i);
             next = i + 1;
-            if listed.contains(id.name.as_str()) {
+            if i == 0 || (check && listed.contains(id.name.as_str())) {
                 continue;
             }
             let e = DigestEntry {
@@ -828,6 +830,9 @@ impl Node {
         let budget = self.config.digest_bytes;
         let mut used = 0;
         let mut reply: Vec<DigestEntry> = Vec::new();
+        // Newer heartbeats only refresh failure detectors: they get what
+        // room the requests (which move state) leave in the reply.
+        let mut newer: Vec<DigestEntry> = Vec::new();
         let mut wanted: Vec<(Id, u64)> = Vec::new();
         let mentioned: HashSet<&str> = digest.iter().map(|e| e.id.name.as_str()).collect();
         for e in &digest {
@@ -850,18 +855,22 @@ impl Node {
                 {
                     Some(e.clone())
                 }
-                Cmp::Same { newer } => newer,
+                Cmp::Same { newer: n } => {
+                    newer.extend(n);
+                    None
+                }
                 Cmp::Conflict(ours) => Some(ours),
                 Cmp::Ignore => None,
             };
-            if let Some(a) = answer {
-                let s = size::digest_entry(&a);
-                if used + s <= budget {
-                    used += s;
-                    reply.push(a);
-                }
-            }
+            reply.extend(answer);
         }
+        reply.extend(newer);
+        reply.retain(|a| {
+            let s = size::digest_entry(a);
+            let fits = used + s <= budget;
+            used += if fits { s } else { 0 };
+            fits
+        });
         for h in &self.hot {
             if !mentioned.contains(h.id.name.as_str()) {
                 wanted.push((h.id.clone(), h.floor));

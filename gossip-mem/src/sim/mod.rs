@@ -476,6 +476,7 @@ impl Sim {
             } else {
                 Payload::Value(tx.envelope)
             };
+            let mut payload = Some(payload);
             for c in 0..copies {
                 let mut delay = if hi > lo {
                     self.rng.random_range(lo..=hi)
@@ -488,14 +489,14 @@ impl Sim {
                 if c == 1 {
                     self.stats.duplicated += 1;
                 }
-                self.schedule(
-                    now + delay,
-                    Action::Deliver {
-                        to,
-                        from,
-                        payload: payload.clone(),
-                    },
-                );
+                // Clone only for a duplicate: digests are large.
+                let copy = if c + 1 == copies {
+                    payload.take()
+                } else {
+                    payload.clone()
+                };
+                let payload = copy.expect("the last copy takes the payload, earlier ones clone it");
+                self.schedule(now + delay, Action::Deliver { to, from, payload });
             }
         }
         loop {
