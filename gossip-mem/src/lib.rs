@@ -15,3 +15,4 @@
 #[allow(clippy::disallowed_methods)]
 pub mod net;
 pub mod sim;
+mod timed;

@@ -28,7 +28,7 @@
 //! # });
 //! ```
 
-use std::cmp::Ordering as CmpOrdering;
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -49,6 +49,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
 use crate::sim::Faults;
+use crate::timed::Timed;
 
 /// Messages an endpoint's receive queue holds before further messages to it
 /// are dropped, unless [`MemNetwork::with_queue_capacity`] says otherwise.
@@ -486,31 +487,8 @@ impl Drop for MemTransport {
     }
 }
 
-/// A message held back until its delivery time; ordered by (time, arrival).
-struct Held {
-    at: Instant,
-    seq: u64,
-    from: SocketAddr,
-    bytes: Bytes,
-}
-
-impl PartialEq for Held {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Held {}
-impl PartialOrd for Held {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Held {
-    /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest first.
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
+/// A message held back until its delivery time: `(sender, bytes)`.
+type Held = Reverse<Timed<Instant, (SocketAddr, Bytes)>>;
 
 /// The receiving side of an endpoint: the bounded queue, plus a bounded
 /// heap of messages waiting out their latency.
@@ -538,9 +516,10 @@ impl Stream for Inbox {
         let this = self.get_mut();
         loop {
             let now = Instant::now();
-            if this.delayed.peek().is_some_and(|h| h.at <= now) {
-                let h = this.delayed.pop().expect("peeked just now");
-                return this.deliver(h.from, h.bytes);
+            if this.delayed.peek().is_some_and(|Reverse(h)| h.at <= now) {
+                let Reverse(h) = this.delayed.pop().expect("peeked just now");
+                let (from, bytes) = h.item;
+                return this.deliver(from, bytes);
             }
             // While the heap has room, take more from the queue (when it is
             // full, the queue fills and senders see `QueueFull`).
@@ -549,12 +528,11 @@ impl Stream for Inbox {
                     Poll::Ready(Some(d)) => match d.at {
                         Some(at) if at > now => {
                             this.seq += 1;
-                            this.delayed.push(Held {
+                            this.delayed.push(Reverse(Timed {
                                 at,
                                 seq: this.seq,
-                                from: d.from,
-                                bytes: d.bytes,
-                            });
+                                item: (d.from, d.bytes),
+                            }));
                             continue;
                         }
                         _ => return this.deliver(d.from, d.bytes),
@@ -566,7 +544,7 @@ impl Stream for Inbox {
                     Poll::Pending => {}
                 }
             }
-            let Some(next) = this.delayed.peek().map(|h| h.at) else {
+            let Some(next) = this.delayed.peek().map(|Reverse(h)| h.at) else {
                 return if this.rx_done {
                     Poll::Ready(None)
                 } else {

@@ -26,7 +26,7 @@ pub mod invariants;
 /// Experiments and fault scenarios over the simulator.
 pub mod scenario;
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -34,6 +34,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use gossip_core::proto::{Config, Envelope, Event, Instant, Node, NodeId};
 use rand::rngs::StdRng;
+
+use crate::timed::Timed;
 use rand::{RngExt, SeedableRng};
 
 /// The network's misbehaviour, applied per message.
@@ -171,29 +173,7 @@ enum Action {
     },
 }
 
-#[derive(Debug)]
-struct Scheduled {
-    at: Instant,
-    seq: u64,
-    action: Action,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
+type Scheduled = Timed<Instant, Action>;
 
 /// Mixes 64 bits (splitmix64's finalizer): derived seeds and trace hashing.
 pub fn mix(mut z: u64) -> u64 {
@@ -418,10 +398,10 @@ impl Sim {
 
     fn schedule(&mut self, at: Instant, action: Action) {
         self.seq += 1;
-        self.queue.push(Reverse(Scheduled {
+        self.queue.push(Reverse(Timed {
             at,
             seq: self.seq,
-            action,
+            item: action,
         }));
     }
 
@@ -547,7 +527,7 @@ impl Sim {
         };
         debug_assert!(s.at >= self.now, "virtual time never goes backwards");
         self.now = s.at;
-        match s.action {
+        match s.item {
             Action::Timer { node, at } => {
                 let slot = &self.nodes[node];
                 if slot.armed != Some(at) || slot.paused || slot.node.is_none() {
