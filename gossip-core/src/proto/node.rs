@@ -103,6 +103,8 @@ const FD_SLICE: usize = 1024;
 /// A peer must know this many more members than we do (at least) before
 /// we sweep through its membership.
 const SWEEP_MIN: u64 = 16;
+/// Rounds between two full sweeps made for a small shortfall.
+const FULL_SWEEP_ROUNDS: u32 = 20;
 /// Bytes reserved for an envelope's own fields and list lengths.
 const ENVELOPE_SLACK: usize = 32;
 
@@ -162,6 +164,7 @@ pub struct Node {
     digest_cursor: usize,
     sweep: Option<Sweep>,
     best_known: Option<(Id, u64)>,
+    last_full_sweep: Option<Instant>,
     fd_cursor: usize,
     next_tick: Instant,
     last_activity: Instant,
@@ -219,6 +222,7 @@ impl Node {
             digest_cursor: 0,
             sweep: None,
             best_known: None,
+            last_full_sweep: None,
             fd_cursor: 0,
             next_tick: now,
             last_activity: now,
@@ -639,6 +643,9 @@ impl Node {
 
     fn start_sweep(&mut self, now: Instant, peer: Id, cursor: u64) {
         let addr = peer.addr;
+        if cursor == 0 {
+            self.last_full_sweep = Some(now);
+        }
         self.sweep = Some(Sweep {
             peer,
             cursor,
@@ -675,9 +682,16 @@ impl Node {
                 self.start_sweep(now, peer, cursor);
             }
             // The peer we swept before is gone or had nothing new: start
-            // over from the peer that knows most (rare; worth it only for
-            // more than a handful of members).
-            _ if known > ours + SWEEP_MIN => self.start_sweep(now, best, 0),
+            // over from the peer that knows most. That reads its whole
+            // membership: at once for a large shortfall, and at most every
+            // `FULL_SWEEP_ROUNDS` for a handful of members windows missed.
+            _ if known > ours + SWEEP_MIN
+                || self.last_full_sweep.is_none_or(|t| {
+                    now.saturating_since(t) >= self.config.gossip_interval * FULL_SWEEP_ROUNDS
+                }) =>
+            {
+                self.start_sweep(now, best, 0)
+            }
             _ => {}
         }
     }
