@@ -463,6 +463,7 @@ impl Handler<Event> for Printer {
                 json!({"event": "leave_announced"}),
                 "leave announced".to_owned(),
             ),
+            other => (json!({"event": format!("{other:?}")}), format!("{other:?}")),
         };
         self.out.emit(object, human);
     }

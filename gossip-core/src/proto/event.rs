@@ -41,8 +41,10 @@ pub enum StatusReason {
 /// An output of the core; drain with [`Node::poll_event`](crate::proto::Node::poll_event).
 ///
 /// Key events are emitted for updates learned from peers, not for this
-/// node's own writes.
+/// node's own writes. New kinds of events may be added: match with a
+/// wildcard arm.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Event {
     /// A node became known.
     MemberJoined {

@@ -583,5 +583,6 @@ fn event_tag(e: &Event) -> u64 {
         Event::KeyDeleted { .. } => 7,
         Event::Joined => 8,
         Event::LeaveAnnounced => 9,
+        _ => 10,
     }
 }
