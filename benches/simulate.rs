@@ -1,0 +1,36 @@
+//! Protocol-core throughput in the simulator: virtual gossip rounds of a
+//! converged cluster per second of CPU, by cluster size and fan-out.
+//!
+//! `cargo bench --bench simulate`. Compare fan-outs and sizes within one
+//! run (criterion reports each beside the others); absolute times depend on
+//! the machine.
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use gossip::mem::sim::scenario;
+
+fn rounds(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ten_rounds");
+    group.sample_size(10);
+    for nodes in [100usize, 500] {
+        for fanout in [1usize, 3] {
+            let (mut sim, joined) = scenario::converged_cluster(
+                scenario::config(1, fanout, 0.0),
+                nodes,
+                100.0,
+                &mut |_, _| {},
+            );
+            assert!(joined, "the cluster forms before it is measured");
+            group.bench_with_input(
+                BenchmarkId::new(format!("fanout{fanout}"), nodes),
+                &nodes,
+                |b, _| {
+                    b.iter(|| sim.run_for_rounds(10.0, &mut |_, _| {}));
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, rounds);
+criterion_main!(benches);
