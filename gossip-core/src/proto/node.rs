@@ -104,7 +104,7 @@ const FD_SLICE: usize = 1024;
 /// we sweep through its membership.
 const SWEEP_MIN: u64 = 16;
 /// Rounds between two full sweeps made for a small shortfall.
-const FULL_SWEEP_ROUNDS: u32 = 20;
+const FULL_SWEEP_ROUNDS: u32 = 5;
 /// Bytes reserved for an envelope's own fields and list lengths.
 const ENVELOPE_SLACK: usize = 32;
 
