@@ -1,0 +1,658 @@
+//! The push-pull exchange: choosing peers, building digests, answering
+//! them, and applying deltas.
+
+use super::*;
+
+/// How a digest entry compares with what this node holds.
+pub(super) enum Cmp {
+    /// Forgotten or otherwise not to act on.
+    Ignore,
+    /// Another node claims this name; our entry for it (sent back, so the
+    /// claimant learns its name is taken).
+    Conflict(DigestEntry),
+    /// We do not know this incarnation (unknown name or newer generation).
+    Unknown,
+    /// The peer holds updates we lack; our entry.
+    TheyAhead(DigestEntry),
+    /// We hold updates above `floor` the peer lacks.
+    WeAhead { floor: u64 },
+    /// Same versions; our entry if our heartbeat is newer.
+    Same { newer: Option<DigestEntry> },
+}
+
+impl Node {
+    pub(super) fn gossip(&mut self, now: Instant) {
+        let mut targets: Vec<SocketAddr> = Vec::with_capacity(self.config.fanout + 2);
+        let live_peers = self.live_peers();
+        for id in self.sample(Status::Live, self.config.fanout, live_peers) {
+            targets.push(id.addr);
+        }
+        let unreachable = self.members.count(Status::Dead) + self.members.count(Status::Suspect);
+        if unreachable > 0
+            && (targets.is_empty() || self.rng.random_bool(self.config.unreachable_probability))
+        {
+            let pick = self.sample_scan(|m| matches!(m.status, Status::Dead | Status::Suspect), 1);
+            targets.extend(pick.into_iter().map(|id| id.addr));
+        }
+        if live_peers == 0 {
+            // Not (or no longer) part of a cluster: knock on every seed, with backoff.
+            if now >= self.next_join && !self.seeds.is_empty() {
+                targets.extend(self.seeds.iter().copied());
+                self.next_join = now + self.join_backoff;
+                self.join_backoff = (self.join_backoff * 2).min(self.config.join_retry_max);
+            }
+        } else {
+            self.join_backoff = self.config.join_retry_min;
+            if !self.seeds.is_empty() && self.rng.random_bool(self.config.seed_probability) {
+                let seed = self.seeds[self.rng.random_range(0..self.seeds.len())];
+                targets.push(seed);
+            }
+        }
+        targets.sort_unstable();
+        targets.dedup();
+        self.tick_sweep(now);
+        for to in targets {
+            self.send_syn(to, None);
+        }
+    }
+
+    pub(super) fn send_syn(&mut self, to: SocketAddr, page: Option<u64>) {
+        let digest = match page {
+            // A catch-up exchange carries no window: it is about the page.
+            Some(_) => vec![self.own_entry()],
+            None => self.syn_digest(),
+        };
+        let known = self.members.len() as u64;
+        self.send(
+            to,
+            Message::Syn {
+                digest,
+                known,
+                page,
+            },
+        );
+    }
+
+    pub(super) fn own_entry(&self) -> DigestEntry {
+        let (id, m) = self.members.at(0);
+        DigestEntry {
+            id: id.clone(),
+            heartbeat: m.heartbeat,
+            max_version: m.max_version,
+        }
+    }
+
+    pub(super) fn live_peers(&self) -> usize {
+        let own_live = usize::from(
+            self.members
+                .get(&self.me.name)
+                .is_some_and(|m| m.status == Status::Live),
+        );
+        self.members.count(Status::Live) - own_live
+    }
+
+    /// Up to `k` distinct random peers with `status`, of which there are `available`.
+    pub(super) fn sample(&mut self, status: Status, k: usize, available: usize) -> Vec<Id> {
+        if available <= 2 * k {
+            return self.sample_scan(|m| m.status == status, k);
+        }
+        let mut out: Vec<Id> = Vec::with_capacity(k);
+        for _ in 0..16 * k {
+            if out.len() == k {
+                break;
+            }
+            // Slot 0 is this node.
+            let (id, m) = self
+                .members
+                .at(self.rng.random_range(1..self.members.len()));
+            if m.status == status && !out.iter().any(|o| o.name == id.name) {
+                out.push(id.clone());
+            }
+        }
+        out
+    }
+
+    pub(super) fn sample_scan(&mut self, pred: impl Fn(&Member) -> bool, k: usize) -> Vec<Id> {
+        let mut all: Vec<Id> = self
+            .members
+            .iter()
+            .skip(1)
+            .filter(|(_, m)| pred(m))
+            .map(|(id, _)| id.clone())
+            .collect();
+        all.shuffle(&mut self.rng);
+        all.truncate(k);
+        all
+    }
+
+    /// This node's digest: itself, fresh nodes (up to half the budget),
+    /// nodes it knows it lags on, then a window rotating through the
+    /// membership, all within `digest_bytes`.
+    pub(super) fn syn_digest(&mut self) -> Vec<DigestEntry> {
+        let budget = self.config.digest_bytes;
+        let behind = std::mem::take(&mut self.behind);
+        let mut used = 0;
+        let mut out: Vec<DigestEntry> = Vec::new();
+        let mut listed: HashSet<&str> = HashSet::new();
+        let mut push = |e: DigestEntry, limit: usize, out: &mut Vec<DigestEntry>| -> bool {
+            let s = size::digest_entry(&e);
+            if used + s > limit {
+                return false;
+            }
+            used += s;
+            out.push(e);
+            true
+        };
+        let entry = |name: &str| {
+            self.members.entry(name).map(|(id, m)| {
+                (
+                    id,
+                    DigestEntry {
+                        id: id.clone(),
+                        heartbeat: m.heartbeat,
+                        max_version: m.max_version,
+                    },
+                )
+            })
+        };
+        let own = self.own_entry();
+        listed.insert(&self.me.name);
+        push(own, budget, &mut out);
+        for h in &self.hot {
+            if let Some((id, e)) = entry(&h.id.name)
+                && !listed.contains(id.name.as_str())
+            {
+                if !push(e, budget / 2, &mut out) {
+                    break;
+                }
+                listed.insert(&id.name);
+            }
+        }
+        for wanted in &behind {
+            if listed.contains(wanted.name.as_str()) {
+                continue;
+            }
+            let e = match entry(&wanted.name) {
+                Some((ours, e)) if ours.generation >= wanted.generation => e,
+                _ => DigestEntry {
+                    id: wanted.clone(),
+                    heartbeat: 0,
+                    max_version: 0,
+                },
+            };
+            if !push(e, budget * 3 / 4, &mut out) {
+                break;
+            }
+            listed.insert(&wanted.name);
+        }
+        let n = self.members.len();
+        let mut next = self.digest_cursor;
+        // Only fresh and lagging nodes can already be listed (besides us).
+        let check = listed.len() > 1;
+        for i in rotate(n, self.digest_cursor) {
+            let (id, m) = self.members.at(i);
+            next = i + 1;
+            if i == 0 || (check && listed.contains(id.name.as_str())) {
+                continue;
+            }
+            let e = DigestEntry {
+                id: id.clone(),
+                heartbeat: m.heartbeat,
+                max_version: m.max_version,
+            };
+            if !push(e, budget, &mut out) {
+                next = i;
+                break;
+            }
+        }
+        self.digest_cursor = next;
+        out
+    }
+
+    pub(super) fn on_syn(
+        &mut self,
+        now: Instant,
+        sender: &Id,
+        digest: Vec<DigestEntry>,
+        page: Option<u64>,
+    ) {
+        let budget = self.config.digest_bytes;
+        let mut used = 0;
+        let mut reply: Vec<DigestEntry> = Vec::new();
+        // Newer heartbeats only refresh failure detectors: they get what
+        // room the requests (which move state) leave in the reply.
+        let mut newer: Vec<DigestEntry> = Vec::new();
+        let mut wanted: Vec<(Id, u64)> = Vec::new();
+        let mentioned: HashSet<&str> = digest.iter().map(|e| e.id.name.as_str()).collect();
+        for e in &digest {
+            let answer = match self.compare(now, e) {
+                Cmp::Unknown => Some(DigestEntry {
+                    id: e.id.clone(),
+                    heartbeat: 0,
+                    max_version: 0,
+                }),
+                Cmp::TheyAhead(ours) => Some(ours),
+                Cmp::WeAhead { floor } => {
+                    wanted.push((e.id.clone(), floor));
+                    None
+                }
+                // A leaver learns its announcement arrived when it sees its
+                // own entry come back at the leave's version.
+                Cmp::Same { newer: None }
+                    if e.id.name == sender.name
+                        && self.members.get(&e.id.name).is_some_and(|m| m.left) =>
+                {
+                    Some(e.clone())
+                }
+                Cmp::Same { newer: n } => {
+                    newer.extend(n);
+                    None
+                }
+                Cmp::Conflict(ours) => Some(ours),
+                Cmp::Ignore => None,
+            };
+            reply.extend(answer);
+        }
+        reply.extend(newer);
+        reply.retain(|a| {
+            let s = size::digest_entry(a);
+            let fits = used + s <= budget;
+            used += if fits { s } else { 0 };
+            fits
+        });
+        for h in &self.hot {
+            if !mentioned.contains(h.id.name.as_str()) {
+                wanted.push((h.id.clone(), h.floor));
+            }
+        }
+        if !mentioned.contains(self.me.name.as_str()) {
+            // The initiator may not know us yet (a joiner knocking on a seed):
+            // our header costs a few bytes and tells it we are alive.
+            let own = self
+                .members
+                .get(&self.me.name)
+                .expect("this node is always in its own membership");
+            wanted.push((self.me.clone(), own.max_version));
+        }
+        let budget = self.config.max_message_bytes - self.overhead() - used;
+        let mut delta = self.build_deltas(wanted, budget);
+        let mut next_page = None;
+        if let Some(start) = page {
+            let room = budget.saturating_sub(delta.iter().map(size::node_delta).sum::<usize>());
+            let (headers, next) = self.membership_page(room, start);
+            next_page = Some(next);
+            delta.extend(headers);
+        }
+        let known = self.members.len() as u64;
+        self.send(
+            sender.addr,
+            Message::SynAck {
+                digest: reply,
+                delta,
+                known,
+                next_page,
+            },
+        );
+    }
+
+    /// Compares a peer's digest entry with what we hold, adopting a newer
+    /// heartbeat on the way.
+    pub(super) fn compare(&mut self, now: Instant, e: &DigestEntry) -> Cmp {
+        if e.id.name == self.me.name {
+            return self.compare_self(e);
+        }
+        if self.forgotten.contains(&e.id) {
+            return Cmp::Ignore;
+        }
+        let phi = self.phi;
+        let Some((id, m)) = self.members.entry_mut(&e.id.name) else {
+            return Cmp::Unknown;
+        };
+        if e.id.generation != id.generation || e.heartbeat == 0 {
+            return if e.id.generation > id.generation {
+                Cmp::Unknown
+            } else {
+                Cmp::WeAhead { floor: 0 }
+            };
+        }
+        if e.id.addr != id.addr {
+            let ours = DigestEntry {
+                id: id.clone(),
+                heartbeat: m.heartbeat,
+                max_version: m.max_version,
+            };
+            self.report_conflict(ours.id.clone(), e.id.clone());
+            return Cmp::Conflict(ours);
+        }
+        let revived = m.observe(e.heartbeat, now, &phi);
+        let ours = DigestEntry {
+            id: id.clone(),
+            heartbeat: m.heartbeat,
+            max_version: m.max_version,
+        };
+        if revived {
+            self.revive(&ours.id);
+        }
+        match ours.max_version.cmp(&e.max_version) {
+            std::cmp::Ordering::Greater => Cmp::WeAhead {
+                floor: e.max_version,
+            },
+            std::cmp::Ordering::Less => Cmp::TheyAhead(ours),
+            std::cmp::Ordering::Equal => Cmp::Same {
+                newer: (ours.heartbeat > e.heartbeat).then_some(ours),
+            },
+        }
+    }
+
+    /// A peer's entry about this very node.
+    pub(super) fn compare_self(&mut self, e: &DigestEntry) -> Cmp {
+        if *e.id != *self.me {
+            if e.id.generation >= self.me.generation {
+                self.report_conflict(self.me.clone(), e.id.clone());
+                return Cmp::Ignore;
+            }
+            // Our own previous incarnation: tell them about this one.
+            return Cmp::WeAhead { floor: 0 };
+        }
+        if let Some(v) = self.leave_version
+            && e.max_version >= v
+            && !self.leave_announced
+        {
+            self.leave_announced = true;
+            self.emit(Event::LeaveAnnounced);
+        }
+        let own = self
+            .members
+            .get(&self.me.name)
+            .expect("this node is always in its own membership");
+        if e.heartbeat == 0 {
+            Cmp::WeAhead { floor: 0 }
+        } else if own.max_version > e.max_version {
+            Cmp::WeAhead {
+                floor: e.max_version,
+            }
+        } else {
+            Cmp::Same { newer: None }
+        }
+    }
+
+    /// Deltas for the wanted nodes within `budget` bytes. Nodes are served
+    /// in random order, first each up to a fair share, then the rest of the
+    /// budget in that order: no node's updates starve behind a busy one's.
+    pub(super) fn build_deltas(
+        &mut self,
+        mut wanted: Vec<(Id, u64)>,
+        budget: usize,
+    ) -> Vec<NodeDelta> {
+        wanted.sort_unstable_by(|a, b| a.0.name.cmp(&b.0.name).then(a.1.cmp(&b.1)));
+        wanted.dedup_by(|later, first| later.0.name == first.0.name);
+        wanted.shuffle(&mut self.rng);
+        let share = budget / wanted.len().max(1);
+        let mut used = 0;
+        let mut out: Vec<NodeDelta> = Vec::with_capacity(wanted.len());
+        let mut cut: Vec<usize> = Vec::new();
+        for (id, floor) in &wanted {
+            let Some(d) = self.node_delta(id, *floor, share.min(budget - used)) else {
+                continue;
+            };
+            used += size::node_delta(&d);
+            if d.max_version < self.members.get(&id.name).map_or(0, |m| m.max_version) {
+                cut.push(out.len());
+            }
+            out.push(d);
+        }
+        for i in cut {
+            let d = &mut out[i];
+            let Some(ks) = self.members.get(&d.id.name).and_then(Member::keyspace) else {
+                continue;
+            };
+            let before = size::node_delta(d);
+            let target = self.members.get(&d.id.name).map_or(0, |m| m.max_version);
+            let room = budget.saturating_sub(used).saturating_sub(3);
+            let (more, complete) = ks.updates_after(d.max_version, target, room);
+            if !more.is_empty() {
+                d.updates.extend(more);
+                d.max_version = complete;
+                used = used - before + size::node_delta(d);
+            }
+        }
+        out
+    }
+
+    /// The delta of one node for a peer that holds everything up to `floor`,
+    /// within `budget` bytes; `None` if not even the header fits.
+    pub(super) fn node_delta(&self, id: &Id, floor: u64, budget: usize) -> Option<NodeDelta> {
+        let (ours, m) = self.members.entry(&id.name)?;
+        // A peer on an older generation takes the whole state.
+        let floor = if ours.generation != id.generation {
+            0
+        } else {
+            floor
+        };
+        let gc = m.gc_version();
+        let reset = floor < gc && floor < m.max_version;
+        let floor = if reset { 0 } else { floor.min(m.max_version) };
+        let mut d = NodeDelta {
+            id: ours.clone(),
+            heartbeat: m.heartbeat,
+            left: m.left,
+            floor,
+            reset,
+            gc_version: gc,
+            max_version: m.max_version,
+            updates: Vec::new(),
+        };
+        let header = size::delta_header(&d) + 3;
+        if header > budget {
+            return None;
+        }
+        if let Some(ks) = m.keyspace() {
+            let (updates, complete) = ks.updates_after(floor, m.max_version, budget - header);
+            d.updates = updates;
+            d.max_version = complete;
+        }
+        Some(d)
+    }
+
+    pub(super) fn apply_delta(&mut self, now: Instant, d: NodeDelta) {
+        if d.id.name == self.me.name {
+            if *d.id != *self.me && d.id.generation >= self.me.generation {
+                self.report_conflict(self.me.clone(), d.id.clone());
+            }
+            return;
+        }
+        if self.forgotten.contains(&d.id) {
+            return;
+        }
+        let (i, fresh) = match self.members.find(&d.id.name) {
+            None => {
+                if self.members.len() >= self.config.max_nodes {
+                    self.metrics.nodes_refused += 1;
+                    return;
+                }
+                (self.admit(now, d.id.clone(), None), true)
+            }
+            Some(i) => {
+                let id = self.members.at(i).0;
+                if id.generation < d.id.generation {
+                    (self.admit(now, d.id.clone(), Some(i)), true)
+                } else if id.generation > d.id.generation {
+                    return;
+                } else if id.addr != d.id.addr {
+                    let existing = id.clone();
+                    self.report_conflict(existing, d.id.clone());
+                    return;
+                } else {
+                    (i, false)
+                }
+            }
+        };
+        let phi = self.phi;
+        let (owner, m) = self.members.at_mut(i);
+        let owner = owner.clone();
+        let revived = m.observe(d.heartbeat, now, &phi);
+        let announced = d.left && !m.left;
+        m.left |= d.left;
+        let old_mv = m.max_version;
+        let mut gone: Vec<String> = Vec::new();
+        if d.reset && m.max_version < d.gc_version {
+            // We are older than tombstones the peer has forgotten: start over.
+            let old = m.keys.take();
+            gone = old
+                .iter()
+                .flat_map(|k| k.entries.iter())
+                .filter(|(_, e)| e.value.is_some())
+                .map(|(k, _)| k.clone())
+                .collect();
+            m.keyspace_mut().gc_version = d.gc_version;
+            m.max_version = 0;
+        }
+        let applicable = d.floor <= m.max_version;
+        let mut changes: Vec<Event> = Vec::new();
+        if applicable {
+            let (max_keys, max_key, max_value) = (
+                self.config.max_keys_per_node,
+                self.config.max_key_bytes,
+                self.config.max_value_bytes,
+            );
+            let base = m.max_version;
+            let mut complete = d.max_version;
+            for u in d.updates {
+                if u.version <= base {
+                    continue;
+                }
+                let ks = m.keyspace_mut();
+                let too_big =
+                    u.key.len() > max_key || u.value.as_ref().is_some_and(|v| v.len() > max_value);
+                if too_big || (ks.entries.len() >= max_keys && !ks.entries.contains_key(&u.key)) {
+                    // Refuse the rest: we stay complete only below this update.
+                    complete = u.version - 1;
+                    break;
+                }
+                let key = u.key.clone();
+                let version = u.version;
+                match ks.apply(u, now) {
+                    Some(Change::Set(value)) => changes.push(Event::KeyChanged {
+                        owner: owner.clone(),
+                        key,
+                        value,
+                        version,
+                    }),
+                    Some(Change::Deleted) => changes.push(Event::KeyDeleted {
+                        owner: owner.clone(),
+                        key,
+                    }),
+                    None => {}
+                }
+            }
+            m.max_version = m.max_version.max(complete);
+        }
+        for key in gone {
+            if m.keyspace().and_then(|k| k.get(&key)).is_none() {
+                changes.push(Event::KeyDeleted {
+                    owner: owner.clone(),
+                    key,
+                });
+            }
+        }
+        let new_mv = m.max_version;
+        if announced {
+            let from = self.members.set_status_at(i, Status::Left);
+            self.emit(Event::MemberStatus {
+                id: owner.clone(),
+                from,
+                to: Status::Left,
+                reason: StatusReason::Announced,
+            });
+        } else if revived {
+            self.revive(&owner);
+        }
+        if !applicable {
+            // A gap: we lack updates between our version and the delta's floor.
+            self.metrics.deltas_skipped += 1;
+            self.add_behind(owner.clone());
+        }
+        self.metrics.updates_applied += changes.len() as u64;
+        for e in changes {
+            self.emit(e);
+        }
+        if fresh || new_mv > old_mv || announced {
+            self.push_hot(owner, if fresh { 0 } else { old_mv }, now, fresh);
+        }
+    }
+
+    /// Admits a new member, or a new generation of the known one in slot
+    /// `replacing` (which then supersedes everything of the old one).
+    /// Returns its slot.
+    pub(super) fn admit(&mut self, now: Instant, id: Id, replacing: Option<usize>) -> usize {
+        let m = Member {
+            heartbeat: 0,
+            max_version: 0,
+            left: false,
+            status: Status::Live,
+            detector: Detector::new(now, self.config.gossip_interval),
+            keys: None,
+        };
+        let Some(i) = replacing else {
+            let i = self.members.insert(id.clone(), m);
+            self.emit(Event::MemberJoined { id });
+            return i;
+        };
+        let (old, gone) = self.members.replace(i, id.clone(), m);
+        for (key, e) in gone.keys.iter().flat_map(|k| k.entries.iter()) {
+            if e.value.is_some() {
+                self.emit(Event::KeyDeleted {
+                    owner: old.clone(),
+                    key: key.clone(),
+                });
+            }
+        }
+        self.hot.retain(|h| h.id.name != old.name);
+        self.emit(Event::MemberRestarted { old, new: id });
+        i
+    }
+
+    /// A Suspect or Dead member heartbeats again.
+    pub(super) fn revive(&mut self, id: &Id) {
+        let from = self
+            .members
+            .set_status(&id.name, Status::Live)
+            .expect("member exists");
+        self.emit(Event::MemberStatus {
+            id: id.clone(),
+            from,
+            to: Status::Live,
+            reason: StatusReason::Heartbeat,
+        });
+    }
+
+    pub(super) fn check_sender(&mut self, sender: &Id) {
+        // An older incarnation still talking while a newer one holds its name.
+        if let Some((id, m)) = self.members.entry(&sender.name)
+            && (id.generation > sender.generation
+                || (id.generation == sender.generation && id.addr != sender.addr))
+            && m.status == Status::Live
+        {
+            let existing = id.clone();
+            self.report_conflict(existing, sender.clone());
+        }
+    }
+
+    /// The initiator's side of an answer: send what the responder asked for,
+    /// remember what it has that we lack (asked for in our next digest).
+    pub(super) fn on_synack(&mut self, now: Instant, sender: &Id, digest: Vec<DigestEntry>) {
+        let mut wanted = Vec::new();
+        for e in &digest {
+            match self.compare(now, e) {
+                Cmp::WeAhead { floor } => wanted.push((e.id.clone(), floor)),
+                Cmp::TheyAhead(_) | Cmp::Unknown => self.add_behind(e.id.clone()),
+                Cmp::Same { .. } | Cmp::Ignore | Cmp::Conflict(_) => {}
+            }
+        }
+        if !wanted.is_empty() {
+            let budget = self.config.max_message_bytes - self.overhead();
+            let delta = self.build_deltas(wanted, budget);
+            self.send(sender.addr, Message::Ack { delta });
+        }
+    }
+}
