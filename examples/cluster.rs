@@ -31,7 +31,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use clap::Parser;
 use gossip_core::actor::{
-    GetMetrics, GossipNode, Leave, NodeBuilder, NodeMetrics, Set, Stop, Subscribe,
+    EventFn, GetMetrics, GossipNode, Leave, NodeBuilder, NodeMetrics, Set, Stop, Subscribe,
 };
 use gossip_core::proto::{Config, Event, Status};
 use gossip_mem::net::MemNetwork;
@@ -83,20 +83,9 @@ struct Record {
 
 type Log = Arc<Mutex<Vec<Record>>>;
 
-/// Subscribed to one node; keeps the events the demo measures.
-struct Tap {
-    node: usize,
-    log: Log,
-}
-
-impl Actor for Tap {
-    type Context = Context<Self>;
-}
-
-impl Handler<Event> for Tap {
-    type Result = ();
-
-    fn handle(&mut self, event: Event, _ctx: &mut Self::Context) {
+/// What a node's subscription keeps of each event the demo measures.
+fn tap(node: usize, log: Log) -> impl FnMut(Event) + Unpin + 'static {
+    move |event| {
         let seen = match event {
             Event::KeyChanged { key, .. } => Seen::Key { key },
             Event::MemberStatus { id, to, .. } => Seen::Status {
@@ -106,11 +95,11 @@ impl Handler<Event> for Tap {
             _ => return,
         };
         let record = Record {
-            node: self.node,
+            node,
             at: Instant::now(),
             seen,
         };
-        self.log.lock().expect("log lock").push(record);
+        log.lock().expect("log lock").push(record);
     }
 }
 
@@ -457,9 +446,8 @@ async fn run(args: Args) -> serde_json::Value {
     // Taps record what each node sees from now on.
     for (i, node) in demo.nodes.iter().enumerate() {
         let log = demo.log.clone();
-        let tap = Tap::start_in_arbiter(&arbiters[i % arbiter_count].handle(), move |_| Tap {
-            node: i,
-            log,
+        let tap = EventFn::start_in_arbiter(&arbiters[i % arbiter_count].handle(), move |_| {
+            EventFn(tap(i, log))
         });
         node.send(Subscribe::new(tap.recipient()))
             .await

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use clap::{Parser, ValueEnum};
 use gossip_core::Transport;
-use gossip_core::actor::{GetMetrics, GossipNode, NodeBuilder, Set, Stop, Subscribe};
+use gossip_core::actor::{EventFn, GetMetrics, GossipNode, NodeBuilder, Set, Stop, Subscribe};
 use gossip_core::proto::{Config, Event};
 use gossip_mem::net::MemNetwork;
 use gossip_quic::{ClusterCa, NodeIdentity, QuicConfig, QuicTransport};
@@ -64,28 +64,6 @@ enum Kind {
 
 /// When each key arrived at one node.
 type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
-
-struct Recorder {
-    arrivals: Arrivals,
-}
-
-impl Actor for Recorder {
-    type Context = Context<Self>;
-}
-
-impl Handler<Event> for Recorder {
-    type Result = ();
-
-    fn handle(&mut self, event: Event, _ctx: &mut Self::Context) {
-        if let Event::KeyChanged { key, .. } = event {
-            self.arrivals
-                .lock()
-                .expect("arrivals lock")
-                .entry(key)
-                .or_insert_with(Instant::now);
-        }
-    }
-}
 
 struct Report {
     converge: Duration,
@@ -185,9 +163,13 @@ async fn run(args: &Args, kind: Kind) -> Report {
         let (addr, node) = rx.await.expect("arbiter started the node");
         seed = seed.or(Some(addr));
         let log = Arrivals::default();
-        let recorder = Recorder {
-            arrivals: log.clone(),
-        }
+        let arrivals_here = log.clone();
+        let recorder = EventFn(move |event| {
+            if let Event::KeyChanged { key, .. } = event {
+                let mut seen = arrivals_here.lock().expect("arrivals lock");
+                seen.entry(key).or_insert_with(Instant::now);
+            }
+        })
         .start();
         node.send(Subscribe::new(recorder.recipient()))
             .await

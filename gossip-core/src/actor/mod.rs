@@ -11,7 +11,7 @@
 //! | [`Get`] | `Option<Value>` |
 //! | [`GetMember`] | `Option<MemberInfo>` |
 //! | [`Snapshot`] | [`NodeSnapshot`]: members with status, key-values |
-//! | [`Subscribe`] | `()`; later [`Event`](crate::proto::Event)s are forwarded (bounded) |
+//! | [`Subscribe`] | `()`; later [`Event`](crate::proto::Event)s are forwarded (bounded), e.g. to an [`EventFn`] |
 //! | [`Leave`] | [`LeaveOutcome`] once a peer holds the announcement, or at the timeout |
 //! | [`Stop`] | `()` once the transport is closed; the actor stops |
 //! | [`GetMetrics`] | [`NodeMetrics`]: protocol counters, gauges, shell counters |
@@ -35,6 +35,7 @@
 mod builder;
 mod messages;
 mod node;
+mod sink;
 
 pub use builder::{DEFAULT_MAILBOX_CAPACITY, NodeBuilder, StartError};
 pub use messages::{
@@ -42,3 +43,4 @@ pub use messages::{
     LeaveOutcome, NodeMetrics, NodeSnapshot, SendErrors, Set, Snapshot, Stop, Subscribe, Value,
 };
 pub use node::GossipNode;
+pub use sink::EventFn;
