@@ -38,9 +38,25 @@ pub(crate) struct Keyspace {
     pub entries: BTreeMap<String, Entry>,
     /// Tombstones up to this version have been forgotten.
     pub gc_version: u64,
+    /// How many entries are tombstones: lets GC skip keyspaces without any.
+    tombstones: usize,
 }
 
 impl Keyspace {
+    /// Stores an entry, replacing the key's previous one (returned).
+    /// The only way entries are added, so the tombstone count stays right.
+    pub fn put(&mut self, key: String, entry: Entry) -> Option<Entry> {
+        self.tombstones += usize::from(entry.value.is_none());
+        let old = self.entries.insert(key, entry);
+        self.tombstones -= old.as_ref().map_or(0, |o| usize::from(o.value.is_none()));
+        old
+    }
+
+    /// Whether any tombstone is held (GC has work).
+    pub fn has_tombstones(&self) -> bool {
+        self.tombstones > 0
+    }
+
     /// Applies one update if it is newer than what is held for its key.
     /// Returns the visible change, if any.
     pub fn apply(&mut self, update: KeyUpdate, now: Instant) -> Option<Change> {
@@ -49,22 +65,18 @@ impl Keyspace {
         {
             return None;
         }
-        let change = match &update.value {
-            Some(v) => Some(Change::Set(v.clone())),
-            None => self
-                .entries
-                .get(&update.key)
-                .and_then(|e| e.value.as_ref())
-                .map(|_| Change::Deleted),
-        };
+        let set = update.value.clone();
         let entry = Entry {
             value: update.value,
             version: update.version,
             since: now,
             expires: None,
         };
-        self.entries.insert(update.key, entry);
-        change
+        let old = self.put(update.key, entry);
+        match set {
+            Some(v) => Some(Change::Set(v)),
+            None => old.and_then(|o| o.value).map(|_| Change::Deleted),
+        }
     }
 
     /// Live value of a key.
@@ -118,6 +130,7 @@ impl Keyspace {
             }
             !expired
         });
+        self.tombstones -= dropped;
         dropped
     }
 
@@ -200,5 +213,14 @@ mod tests {
         assert_eq!(ks.gc_version, 2);
         assert!(!ks.entries.contains_key("a"));
         assert!(ks.entries.contains_key("b"), "a young tombstone is kept");
+        assert!(ks.has_tombstones());
+        assert_eq!(
+            ks.gc(Instant::from_micros(9_000_000), Duration::from_secs(1)),
+            1
+        );
+        assert!(
+            !ks.has_tombstones(),
+            "the count follows every insert, overwrite and drop"
+        );
     }
 }

@@ -389,7 +389,7 @@ impl Node {
             since: now,
             expires,
         };
-        m.keyspace_mut().entries.insert(key.to_owned(), entry);
+        m.keyspace_mut().put(key.to_owned(), entry);
         self.push_hot(me, floor, now, false);
         Ok(version)
     }

@@ -48,10 +48,7 @@ impl Node {
         let mut gc: Vec<Id> = Vec::new();
         for i in rotate(n, self.fd_cursor).take(slice.min(n)) {
             let (id, m) = self.members.at(i);
-            if m.keys
-                .as_ref()
-                .is_some_and(|ks| ks.entries.values().any(|e| e.value.is_none()))
-            {
+            if m.keys.as_ref().is_some_and(|ks| ks.has_tombstones()) {
                 gc.push(id.clone());
             }
             if i == 0 {
