@@ -183,6 +183,11 @@ pub fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The index in a simulated node's name (simulated names are `n<index>`).
+pub fn node_index(name: &str) -> Option<usize> {
+    name.strip_prefix('n')?.parse().ok()
+}
+
 /// The label address of node `i` (loopback range, never dialled).
 pub fn sim_addr(i: usize) -> SocketAddr {
     let i = i as u32;
@@ -241,7 +246,17 @@ impl Sim {
 
     /// Virtual time in gossip rounds (intervals) since the start.
     pub fn rounds(&self) -> f64 {
-        self.now.as_micros() as f64 / self.config.proto.gossip_interval.as_micros() as f64
+        self.rounds_since(Instant::ZERO)
+    }
+
+    /// Virtual time since `t`, in gossip rounds.
+    pub fn rounds_since(&self, t: Instant) -> f64 {
+        self.rounds_of(self.now.saturating_since(t))
+    }
+
+    /// A duration in gossip rounds (intervals).
+    pub fn rounds_of(&self, d: Duration) -> f64 {
+        d.as_secs_f64() / self.config.proto.gossip_interval.as_secs_f64()
     }
 
     /// Number of node slots (crashed ones included).
@@ -289,20 +304,13 @@ impl Sim {
         self.by_addr.get(&addr).copied()
     }
 
-    /// Index of the node named `name` (simulated names are `n<index>`).
-    pub fn index_of_name(&self, name: &str) -> Option<usize> {
-        name.strip_prefix('n')
-            .and_then(|i| i.parse().ok())
-            .filter(|&i: &usize| i < self.nodes.len())
-    }
-
     /// Adds and starts a node that joins through the nodes `seeds`.
     pub fn add_node(&mut self, seeds: &[usize]) -> usize {
         let i = self.nodes.len();
         let addr = sim_addr(i);
         self.by_addr.insert(addr, i);
         self.nodes.push(SimNode {
-            name: format!("n{i}"),
+            name: format!("n{i}"), // see `node_index`
             addr,
             generation: 1,
             seeds: seeds.to_vec(),

@@ -1,5 +1,4 @@
 use std::cell::Cell;
-use std::time::Duration;
 
 use bytes::Bytes;
 use gossip_core::proto::{Config, Event, Instant};
@@ -118,13 +117,13 @@ pub fn rumor(
     .expect("a small key is accepted");
     let deadline = start + interval.mul_f64(window.max(60.0));
     while done_at.get().is_none() && sim.now() <= deadline && sim.step(&mut count) {}
-    let rumor_rounds = done_at.get().map_or(f64::INFINITY, |t| {
-        t.saturating_since(start).as_secs_f64() / interval.as_secs_f64()
-    });
+    let rumor_rounds = done_at
+        .get()
+        .map_or(f64::INFINITY, |t| sim.rounds_of(t.saturating_since(start)));
     let measure_until = start + interval.mul_f64(window.max(rumor_rounds.ceil()));
     sim.run_until(measure_until, &mut |_, _| {});
     let after = sim.stats();
-    let rounds = sim.now().saturating_since(start).as_secs_f64() / interval.as_secs_f64();
+    let rounds = sim.rounds_since(start);
     let per = |v: u64| v as f64 / nodes as f64 / rounds;
     RumorReport {
         nodes,
@@ -153,11 +152,6 @@ pub fn config(seed: u64, fanout: usize, loss: f64) -> SimConfig {
         },
         wire: false,
     }
-}
-
-/// Rounds of `d` at `interval`.
-pub fn rounds(d: Duration, interval: Duration) -> f64 {
-    d.as_secs_f64() / interval.as_secs_f64()
 }
 
 /// The failure scenarios of the `simulate` example.
@@ -330,9 +324,6 @@ pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
     let n = cfg.nodes;
     let full = cfg.full_checks;
     let interval = run.sim.config().proto.gossip_interval;
-    let rounds_since = |sim: &Sim, t: Instant| {
-        sim.now().saturating_since(t).as_secs_f64() / interval.as_secs_f64()
-    };
     // Let failure detectors learn the heartbeat rhythm first.
     run.run(10.0, full, &mut |_, _| {});
     let victim = 1 + (super::mix(cfg.sim.seed) as usize) % (n - 1).max(1);
@@ -355,7 +346,7 @@ pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
             };
             let end = t0 + interval * 60;
             let detected = run.run_until(end, full, &mut watch, &mut |_| seen.get() >= n - 1);
-            let detection = detected.then(|| rounds_since(&run.sim, t0));
+            let detection = detected.then(|| run.sim.rounds_since(t0));
             // A few more rounds: nobody else may be convicted meanwhile.
             run.run(5.0, full, &mut |_, _| {});
             let mut r = run.report(kind, n, detected);
@@ -367,7 +358,7 @@ pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
             run.run(30.0, full, &mut |_, _| {});
             let t0 = run.sim.now();
             // Who currently sees the victim as not Live.
-            let mut down: std::collections::HashSet<usize> = (0..n)
+            let down: std::collections::HashSet<usize> = (0..n)
                 .filter(|&i| {
                     i != victim
                         && run
@@ -378,7 +369,7 @@ pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
                 })
                 .collect();
             run.sim.resume(victim, &mut |_, _| {});
-            let down_cell = std::cell::RefCell::new(std::mem::take(&mut down));
+            let down_cell = std::cell::RefCell::new(down);
             let mut watch = |ctx: &Ctx<'_>, e: &Event| {
                 if let Event::MemberStatus { id, to, .. } = e
                     && id.name == victim_name
@@ -395,7 +386,7 @@ pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
             let recovered = run.run_until(end, full, &mut watch, &mut |_| {
                 down_cell.borrow().is_empty()
             });
-            let recovery = recovered.then(|| rounds_since(&run.sim, t0));
+            let recovery = recovered.then(|| run.sim.rounds_since(t0));
             run.run(10.0, full, &mut |_, _| {});
             let mut r = run.report(kind, n, recovered);
             r.recovery_rounds = recovery;
@@ -427,7 +418,7 @@ pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
             let healed = run.run_until(end, full, &mut |_, _| {}, &mut |sim| {
                 super::invariants::convergence::check(sim).is_ok()
             });
-            let heal = healed.then(|| rounds_since(&run.sim, t0));
+            let heal = healed.then(|| run.sim.rounds_since(t0));
             let mut r = run.report(kind, n, healed);
             r.heal_rounds = heal;
             Some(r)
@@ -520,11 +511,10 @@ fn churn(mut run: Run, cfg: &ScenarioConfig) -> ScenarioReport {
     let quiet = run.run_until(end, full, &mut |_, _| {}, &mut |sim| {
         super::invariants::convergence::check(sim).is_ok()
     });
-    let heal =
-        quiet.then(|| run.sim.now().saturating_since(t0).as_secs_f64() / interval.as_secs_f64());
+    let heal = quiet.then(|| run.sim.rounds_since(t0));
     // Keep going past the grace period, so forgetting and tombstone GC
     // happen, and check nothing comes back.
-    let grace = run.sim.config().proto.grace_period.as_secs_f64() / interval.as_secs_f64();
+    let grace = run.sim.rounds_of(run.sim.config().proto.grace_period);
     run.run(grace + 20.0, full, &mut |_, _| {});
     run.checker.on_round(&run.sim);
     let still = super::invariants::convergence::check(&run.sim).is_ok();

@@ -29,12 +29,7 @@ impl FalseDead {
         else {
             return None;
         };
-        let target = id
-            .name
-            .strip_prefix('n')?
-            .parse::<usize>()
-            .ok()
-            .filter(|&t| t < ctx.slots.len())?;
+        let target = crate::sim::node_index(&id.name).filter(|&t| t < ctx.slots.len())?;
         let slot = &ctx.slots[target];
         let healthy = slot.is_up() && !slot.is_paused() && slot.generation == id.generation;
         let reachable = slot.group == ctx.slots[ctx.node].group;
