@@ -133,7 +133,7 @@ impl Node {
         let behind = std::mem::take(&mut self.behind);
         let mut used = 0;
         let mut out: Vec<DigestEntry> = Vec::new();
-        let mut listed: HashSet<&str> = HashSet::new();
+        let mut listed: BTreeSet<&str> = BTreeSet::new();
         let mut push = |e: DigestEntry, limit: usize, out: &mut Vec<DigestEntry>| -> bool {
             let s = size::digest_entry(&e);
             if used + s > limit {
@@ -223,7 +223,7 @@ impl Node {
         // room the requests (which move state) leave in the reply.
         let mut newer: Vec<DigestEntry> = Vec::new();
         let mut wanted: Vec<(Id, u64)> = Vec::new();
-        let mentioned: HashSet<&str> = digest.iter().map(|e| e.id.name.as_str()).collect();
+        let mentioned: BTreeSet<&str> = digest.iter().map(|e| e.id.name.as_str()).collect();
         for e in &digest {
             let answer = match self.compare(now, e) {
                 Cmp::Unknown => Some(DigestEntry {

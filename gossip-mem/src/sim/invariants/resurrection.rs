@@ -7,7 +7,7 @@
 //! Forgetting is seen in events; the same incarnation must not be admitted
 //! again by the node that forgot it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use gossip_core::proto::Event;
 
@@ -17,7 +17,7 @@ use crate::sim::{Ctx, Sim};
 #[derive(Debug, Default)]
 pub struct Resurrection {
     /// (owner name, owner generation, key) → tombstone version.
-    tombstones: HashMap<(String, u64, String), u64>,
+    tombstones: BTreeMap<(String, u64, String), u64>,
     /// (observer, name, generation) forgotten by that observer.
     forgotten: HashSet<(usize, String, u64)>,
 }
