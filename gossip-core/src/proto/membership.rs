@@ -9,6 +9,8 @@
 //! behaviour never depends on hash values.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
 
 use hashbrown::HashTable;
 
@@ -16,6 +18,7 @@ use crate::proto::event::Status;
 use crate::proto::failure::{Detector, PhiParams};
 use crate::proto::id::Id;
 use crate::proto::keyspace::Keyspace;
+use crate::proto::message::DigestEntry;
 use crate::proto::time::Instant;
 
 /// What this node holds of one member.
@@ -29,9 +32,25 @@ pub(crate) struct Member {
     pub detector: Detector,
     /// `None` until the member has written something.
     pub keys: Option<Box<Keyspace>>,
+    /// Scratch for [`Members::mark`]: equal to the table's current mark
+    /// when this member was marked in the current pass.
+    mark: u32,
 }
 
 impl Member {
+    /// A Live member with this heartbeat, first heard of at `now`.
+    pub fn new(heartbeat: u64, now: Instant, interval: Duration) -> Self {
+        Member {
+            heartbeat,
+            max_version: 0,
+            left: false,
+            status: Status::Live,
+            detector: Detector::new(now, interval),
+            keys: None,
+            mark: 0,
+        }
+    }
+
     pub fn keyspace(&self) -> Option<&Keyspace> {
         self.keys.as_deref()
     }
@@ -85,6 +104,13 @@ impl NameHasher {
     }
 }
 
+/// Name equality, with a fast path for the usual case: the name was cloned
+/// from the very identity stored here (identities are shared `Arc`s), so the
+/// bytes are the same allocation and need no comparing.
+fn same_name(ours: &str, name: &str) -> bool {
+    ours.len() == name.len() && (std::ptr::eq(ours.as_ptr(), name.as_ptr()) || ours == name)
+}
+
 /// All members, this node first (slot 0, never removed).
 #[derive(Debug)]
 pub(crate) struct Members {
@@ -92,6 +118,8 @@ pub(crate) struct Members {
     index: HashTable<u32>,
     hasher: NameHasher,
     counts: [usize; 4],
+    /// The current pass of [`Members::mark`].
+    pass: u32,
 }
 
 fn slot(s: Status) -> usize {
@@ -111,6 +139,7 @@ impl Members {
             index: HashTable::new(),
             hasher: NameHasher(key.0, key.1),
             counts: [0; 4],
+            pass: 1,
         };
         m.insert(me, own);
         m
@@ -133,7 +162,21 @@ impl Members {
     pub fn find(&self, name: &str) -> Option<usize> {
         let h = Self::hash(&self.hasher, name);
         self.index
-            .find(h, |&i| self.slots[i as usize].0.name == name)
+            .find(h, |&i| same_name(&self.slots[i as usize].0.name, name))
+            .map(|&i| i as usize)
+    }
+
+    /// Slot of the member named like `id`. Faster than [`find`](Self::find)
+    /// when `id` is the very identity stored (the usual case: identities
+    /// are shared, and one learned from gossip is stored as received):
+    /// then the name is not even read.
+    pub fn find_id(&self, id: &Id) -> Option<usize> {
+        let h = Self::hash(&self.hasher, &id.name);
+        self.index
+            .find(h, |&i| {
+                let ours = &self.slots[i as usize].0;
+                Arc::ptr_eq(ours, id) || same_name(&ours.name, &id.name)
+            })
             .map(|&i| i as usize)
     }
 
@@ -145,6 +188,16 @@ impl Members {
     pub fn at(&self, i: usize) -> (&Id, &Member) {
         let (id, m) = &self.slots[i];
         (id, m)
+    }
+
+    /// What we hold of the member in slot `i`, as a digest entry.
+    pub fn digest_entry(&self, i: usize) -> DigestEntry {
+        let (id, m) = &self.slots[i];
+        DigestEntry {
+            id: id.clone(),
+            heartbeat: m.heartbeat,
+            max_version: m.max_version,
+        }
     }
 
     /// Slot `i`, mutable.
@@ -171,12 +224,6 @@ impl Members {
 
     pub fn entry(&self, name: &str) -> Option<(&Id, &Member)> {
         self.find(name).map(|i| self.at(i))
-    }
-
-    pub fn entry_mut(&mut self, name: &str) -> Option<(&Id, &mut Member)> {
-        let i = self.find(name)?;
-        let (id, m) = &mut self.slots[i];
-        Some((&*id, m))
     }
 
     /// Members with this status, this node included.
@@ -238,6 +285,29 @@ impl Members {
         Some(removed)
     }
 
+    /// Starts a new marking pass: every member is unmarked. Marks answer
+    /// "listed already?" within one digest in O(1), without a set of names.
+    pub fn start_marking(&mut self) {
+        self.pass = self.pass.wrapping_add(1);
+        if self.pass == 0 {
+            // Wrapped: old marks could collide with new passes.
+            for (_, m) in &mut self.slots {
+                m.mark = 0;
+            }
+            self.pass = 1;
+        }
+    }
+
+    /// Marks the member in slot `i` in the current pass.
+    pub fn mark(&mut self, i: usize) {
+        self.slots[i].1.mark = self.pass;
+    }
+
+    /// Whether the member in slot `i` was marked in the current pass.
+    pub fn is_marked(&self, i: usize) -> bool {
+        self.slots[i].1.mark == self.pass
+    }
+
     /// Changes a member's status, keeping counts right. Returns the old one.
     pub fn set_status(&mut self, name: &str, to: Status) -> Option<Status> {
         let i = self.find(name)?;
@@ -292,17 +362,11 @@ impl Forgotten {
 mod tests {
     use super::*;
     use crate::proto::id::NodeId;
-    use std::sync::Arc;
-    use std::time::Duration;
 
     fn member(status: Status) -> Member {
         Member {
-            heartbeat: 1,
-            max_version: 0,
-            left: false,
             status,
-            detector: Detector::new(Instant::ZERO, Duration::from_secs(1)),
-            keys: None,
+            ..Member::new(1, Instant::ZERO, Duration::from_secs(1))
         }
     }
 

@@ -1,6 +1,6 @@
 //! The protocol state machine of one node.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use crate::proto::codec::{self, cluster_id};
 use crate::proto::config::Config;
 use crate::proto::error::{ConfigError, RefuseReason, WriteError};
 use crate::proto::event::{Event, Status, StatusReason};
-use crate::proto::failure::{Detector, PhiParams};
+use crate::proto::failure::PhiParams;
 use crate::proto::id::{Id, NodeId};
 use crate::proto::keyspace::{Change, Entry, Keyspace};
 use crate::proto::membership::{Forgotten, Member, Members};
@@ -161,14 +161,7 @@ impl Node {
             smoothing: config.phi_smoothing as f32,
         };
         let mut rng = StdRng::seed_from_u64(rng_seed);
-        let own = Member {
-            heartbeat: 1,
-            max_version: 0,
-            left: false,
-            status: Status::Live,
-            detector: Detector::new(now, config.gossip_interval),
-            keys: None,
-        };
+        let own = Member::new(1, now, config.gossip_interval);
         let members = Members::new(me.clone(), own, (rng.next_u64(), rng.next_u64()));
         let seeds = seeds.into_iter().filter(|s| *s != me.addr).collect();
         Ok(Node {
