@@ -439,7 +439,7 @@ impl Sim {
             let Some(tx) = node.poll_transmit() else {
                 break;
             };
-            let len = tx.envelope.encoded_len() as u64;
+            let len = tx.len as u64;
             self.stats.messages += 1;
             self.stats.bytes += len;
             let Some(to) = self.index_of(tx.to) else {

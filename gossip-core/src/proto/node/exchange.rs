@@ -127,7 +127,8 @@ impl Node {
         let budget = self.config.digest_bytes;
         let behind = std::mem::take(&mut self.behind);
         let mut used = 0;
-        let mut out: Vec<DigestEntry> = Vec::new();
+        // Entries take 16 bytes or more: one allocation, no regrowth.
+        let mut out: Vec<DigestEntry> = Vec::with_capacity(budget / 16);
         let mut push = |e: DigestEntry, limit: usize, out: &mut Vec<DigestEntry>| -> bool {
             let s = size::digest_entry(&e);
             if used + s > limit {
@@ -142,7 +143,7 @@ impl Node {
         self.members.mark(0);
         push(self.own_entry(), budget, &mut out);
         for h in &self.hot {
-            let Some(i) = self.members.find(&h.id.name) else {
+            let Some(i) = self.members.find_id(&h.id) else {
                 continue;
             };
             if self.members.is_marked(i) {
@@ -154,7 +155,7 @@ impl Node {
             self.members.mark(i);
         }
         for wanted in &behind {
-            let found = self.members.find(&wanted.name);
+            let found = self.members.find_id(wanted);
             if found.is_some_and(|i| self.members.is_marked(i)) {
                 continue;
             }
@@ -200,10 +201,10 @@ impl Node {
     ) {
         let budget = self.config.digest_bytes;
         let mut used = 0;
-        let mut reply: Vec<DigestEntry> = Vec::new();
+        let mut reply: Vec<DigestEntry> = Vec::with_capacity(digest.len());
         // Newer heartbeats only refresh failure detectors: they get what
         // room the requests (which move state) leave in the reply.
-        let mut newer: Vec<DigestEntry> = Vec::new();
+        let mut newer: Vec<DigestEntry> = Vec::with_capacity(digest.len());
         let mut wanted: Vec<(Id, u64)> = Vec::new();
         let slots = self.resolve(&digest);
         // Marks say which members the initiator mentioned.
@@ -393,24 +394,26 @@ impl Node {
         let share = budget / wanted.len().max(1);
         let mut used = 0;
         let mut out: Vec<NodeDelta> = Vec::with_capacity(wanted.len());
-        let mut cut: Vec<usize> = Vec::new();
+        // Deltas cut short by their share: (position in `out`, slot).
+        let mut cut: Vec<(usize, usize)> = Vec::new();
         for (id, floor) in &wanted {
-            let Some(d) = self.node_delta(id, *floor, share.min(budget - used)) else {
+            let Some((d, slot)) = self.node_delta(id, *floor, share.min(budget - used)) else {
                 continue;
             };
             used += size::node_delta(&d);
-            if d.max_version < self.members.get(&id.name).map_or(0, |m| m.max_version) {
-                cut.push(out.len());
+            if d.max_version < self.members.at(slot).1.max_version {
+                cut.push((out.len(), slot));
             }
             out.push(d);
         }
-        for i in cut {
+        for (i, slot) in cut {
             let d = &mut out[i];
-            let Some(ks) = self.members.get(&d.id.name).and_then(Member::keyspace) else {
+            let m = self.members.at(slot).1;
+            let Some(ks) = m.keyspace() else {
                 continue;
             };
             let before = size::node_delta(d);
-            let target = self.members.get(&d.id.name).map_or(0, |m| m.max_version);
+            let target = m.max_version;
             let room = budget.saturating_sub(used).saturating_sub(3);
             let (more, complete) = ks.updates_after(d.max_version, target, room);
             if !more.is_empty() {
@@ -423,9 +426,16 @@ impl Node {
     }
 
     /// The delta of one node for a peer that holds everything up to `floor`,
-    /// within `budget` bytes; `None` if not even the header fits.
-    pub(super) fn node_delta(&self, id: &Id, floor: u64, budget: usize) -> Option<NodeDelta> {
-        let (ours, m) = self.members.entry(&id.name)?;
+    /// within `budget` bytes, and the node's slot; `None` if not even the
+    /// header fits.
+    pub(super) fn node_delta(
+        &self,
+        id: &Id,
+        floor: u64,
+        budget: usize,
+    ) -> Option<(NodeDelta, usize)> {
+        let slot = self.members.find_id(id)?;
+        let (ours, m) = self.members.at(slot);
         // A peer on an older generation takes the whole state.
         let floor = if ours.generation != id.generation {
             0
@@ -454,11 +464,12 @@ impl Node {
             d.updates = updates;
             d.max_version = complete;
         }
-        Some(d)
+        Some((d, slot))
     }
 
     pub(super) fn apply_delta(&mut self, now: Instant, d: NodeDelta) {
-        if d.id.name == self.me.name {
+        let found = self.members.find_id(&d.id);
+        if found == Some(0) {
             if *d.id != *self.me && d.id.generation >= self.me.generation {
                 self.report_conflict(self.me.clone(), d.id.clone());
             }
@@ -467,7 +478,7 @@ impl Node {
         if self.forgotten.contains(&d.id) {
             return;
         }
-        let (i, fresh) = match self.members.find(&d.id.name) {
+        let (i, fresh) = match found {
             None => {
                 if self.members.len() >= self.config.max_nodes {
                     self.metrics.nodes_refused += 1;
@@ -624,7 +635,7 @@ impl Node {
 
     pub(super) fn check_sender(&mut self, sender: &Id) {
         // An older incarnation still talking while a newer one holds its name.
-        if let Some((id, m)) = self.members.entry(&sender.name)
+        if let Some((id, m)) = self.members.find_id(sender).map(|i| self.members.at(i))
             && (id.generation > sender.generation
                 || (id.generation == sender.generation && id.addr != sender.addr))
             && m.status == Status::Live

@@ -33,6 +33,9 @@ pub struct Transmit {
     pub to: SocketAddr,
     /// What to send; [`Transmit::encode`] turns it into bytes.
     pub envelope: Envelope,
+    /// Exact length of `envelope` once encoded, computed once when the
+    /// node queued it ([`Envelope::encoded_len`]).
+    pub len: usize,
 }
 
 impl Transmit {
@@ -495,8 +498,13 @@ impl Node {
     /// generation) was just admitted, so it cannot be listed yet.
     fn push_hot(&mut self, id: Id, floor: u64, now: Instant, new: bool) {
         let rounds = self.config.hot_rounds.unwrap_or_else(|| {
-            let n = self.members.len().max(2) as f64;
-            n.log2().ceil() as u32 + 2
+            // ceil(log2 n) + 2
+            self.members
+                .len()
+                .max(2)
+                .next_power_of_two()
+                .trailing_zeros()
+                + 2
         });
         let until = now + self.config.gossip_interval * rounds;
         if !new && let Some(h) = self.hot.iter_mut().find(|h| h.id.name == id.name) {
@@ -531,13 +539,14 @@ impl Node {
             from: self.me.clone(),
             message,
         };
+        let len = envelope.encoded_len();
         self.metrics.messages_out += 1;
-        self.metrics.bytes_out += envelope.encoded_len() as u64;
+        self.metrics.bytes_out += len as u64;
         if self.transmits.len() >= self.config.max_pending_transmits {
             self.transmits.pop_front();
             self.metrics.transmits_dropped += 1;
         }
-        self.transmits.push_back(Transmit { to, envelope });
+        self.transmits.push_back(Transmit { to, envelope, len });
     }
 
     fn emit(&mut self, event: Event) {
