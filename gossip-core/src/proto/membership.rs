@@ -300,6 +300,34 @@ impl Members {
             .map(|i| i as usize)
     }
 
+    /// The slots of many identities, as [`find_id`](Self::find_id) would
+    /// give them one by one, but in two passes that each make independent
+    /// memory reads: first the index buckets, then the members they point
+    /// at. At 10⁸ members (a 10,000-node simulation) each read misses the
+    /// cache; in a pass the CPU overlaps the misses instead of waiting for
+    /// each lookup's two in turn.
+    pub fn find_ids<'a>(&self, ids: impl Iterator<Item = &'a Id> + Clone) -> Vec<Option<u32>> {
+        let candidates: Vec<(u64, Option<u32>)> = ids
+            .clone()
+            .map(|id| {
+                let h = Self::hash(&self.hasher, &id.name);
+                (h, self.index.find(h, |_| true))
+            })
+            .collect();
+        let is = |i: u32, id: &Id| {
+            let ours = &self.slots[i as usize].0;
+            Arc::ptr_eq(ours, id) || same_name(&ours.name, &id.name)
+        };
+        ids.zip(candidates)
+            .map(|(id, (h, first))| match first {
+                Some(i) if is(i, id) => Some(i),
+                // A hash-tag collision: probe on, comparing names.
+                Some(_) => self.index.find(h, |i| is(i, id)),
+                None => None,
+            })
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.slots.len()
     }

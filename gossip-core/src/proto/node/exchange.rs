@@ -291,10 +291,7 @@ impl Node {
     /// any entry is acted on: the lookups are independent, so the CPU
     /// overlaps their cache misses (at 10,000 members most are misses).
     pub(super) fn resolve(&self, digest: &[DigestEntry]) -> Vec<Option<u32>> {
-        digest
-            .iter()
-            .map(|e| self.members.find_id(&e.id).map(|i| i as u32))
-            .collect()
+        self.members.find_ids(digest.iter().map(|e| &e.id))
     }
 
     /// Compares a peer's digest entry with what we hold (the member in
@@ -467,8 +464,25 @@ impl Node {
         Some((d, slot))
     }
 
-    pub(super) fn apply_delta(&mut self, now: Instant, d: NodeDelta) {
-        let found = self.members.find_id(&d.id);
+    /// Applies a message's deltas in order. Their members are looked up in
+    /// one pass first (see [`Members::find_ids`]): a catch-up page holds
+    /// thousands of them.
+    pub(super) fn apply_deltas(&mut self, now: Instant, deltas: Vec<NodeDelta>) {
+        let slots = self.members.find_ids(deltas.iter().map(|d| &d.id));
+        for (d, slot) in deltas.into_iter().zip(slots) {
+            // Applying only adds members or replaces one in place, so a slot
+            // found stays right; a name not found may have been added by an
+            // earlier delta of this very message: look again.
+            let found = match slot {
+                Some(i) => Some(i as usize),
+                None => self.members.find_id(&d.id),
+            };
+            self.apply_delta(now, d, found);
+        }
+    }
+
+    /// Applies one delta; `found` is the slot of its member, if known.
+    pub(super) fn apply_delta(&mut self, now: Instant, d: NodeDelta, found: Option<usize>) {
         if found == Some(0) {
             if *d.id != *self.me && d.id.generation >= self.me.generation {
                 self.report_conflict(self.me.clone(), d.id.clone());

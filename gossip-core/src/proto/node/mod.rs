@@ -456,17 +456,11 @@ impl Node {
                 known,
                 next_page,
             } => {
-                for d in delta {
-                    self.apply_delta(now, d);
-                }
+                self.apply_deltas(now, delta);
                 self.continue_sweep(now, &sender, known, next_page);
                 self.on_synack(now, &sender, digest);
             }
-            Message::Ack { delta } => {
-                for d in delta {
-                    self.apply_delta(now, d);
-                }
-            }
+            Message::Ack { delta } => self.apply_deltas(now, delta),
         }
         Ok(())
     }
