@@ -307,25 +307,26 @@ impl Members {
     /// cache; in a pass the CPU overlaps the misses instead of waiting for
     /// each lookup's two in turn.
     pub fn find_ids<'a>(&self, ids: impl Iterator<Item = &'a Id> + Clone) -> Vec<Option<u32>> {
-        let candidates: Vec<(u64, Option<u32>)> = ids
+        let mut slots: Vec<Option<u32>> = ids
             .clone()
             .map(|id| {
-                let h = Self::hash(&self.hasher, &id.name);
-                (h, self.index.find(h, |_| true))
+                self.index
+                    .find(Self::hash(&self.hasher, &id.name), |_| true)
             })
             .collect();
         let is = |i: u32, id: &Id| {
             let ours = &self.slots[i as usize].0;
             Arc::ptr_eq(ours, id) || same_name(&ours.name, &id.name)
         };
-        ids.zip(candidates)
-            .map(|(id, (h, first))| match first {
-                Some(i) if is(i, id) => Some(i),
+        for (slot, id) in slots.iter_mut().zip(ids) {
+            if let Some(i) = *slot
+                && !is(i, id)
+            {
                 // A hash-tag collision: probe on, comparing names.
-                Some(_) => self.index.find(h, |i| is(i, id)),
-                None => None,
-            })
-            .collect()
+                *slot = self.find_id(id).map(|i| i as u32);
+            }
+        }
+        slots
     }
 
     pub fn len(&self) -> usize {

@@ -326,21 +326,20 @@ impl Node {
             return Cmp::Conflict(ours);
         }
         let revived = m.observe(e.heartbeat, now, &phi);
-        let ours = DigestEntry {
-            id: id.clone(),
-            heartbeat: m.heartbeat,
-            max_version: m.max_version,
-        };
+        let (heartbeat, max_version) = (m.heartbeat, m.max_version);
         if revived {
-            self.revive(&ours.id);
+            let id = id.clone();
+            self.revive(&id);
         }
-        match ours.max_version.cmp(&e.max_version) {
+        // Our entry only where it is sent back (cloning an identity is not free).
+        let ours = || self.members.digest_entry(i as usize);
+        match max_version.cmp(&e.max_version) {
             std::cmp::Ordering::Greater => Cmp::WeAhead {
                 floor: e.max_version,
             },
-            std::cmp::Ordering::Less => Cmp::TheyAhead(ours),
+            std::cmp::Ordering::Less => Cmp::TheyAhead(ours()),
             std::cmp::Ordering::Equal => Cmp::Same {
-                newer: (ours.heartbeat > e.heartbeat).then_some(ours),
+                newer: (heartbeat > e.heartbeat).then(ours),
             },
         }
     }
