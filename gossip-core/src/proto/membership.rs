@@ -109,6 +109,11 @@ fn same_name(ours: &str, name: &str) -> bool {
     ours.len() == name.len() && (std::ptr::eq(ours.as_ptr(), name.as_ptr()) || ours == name)
 }
 
+/// How many slots after the previous one found [`Members::find_ids`] looks
+/// at before asking the index (8 found 70 % of 2,000-node digests' members
+/// there; 16 found 71 %).
+const HINT_SPAN: usize = 8;
+
 /// Slots by name hash: open addressing over one `u64` per bucket (the low
 /// 32 bits of the hash above the slot), linear probing, backward-shift
 /// deletion, at most three quarters full.
@@ -293,40 +298,49 @@ impl Members {
     pub fn find_id(&self, id: &Id) -> Option<usize> {
         let h = Self::hash(&self.hasher, &id.name);
         self.index
-            .find(h, |i| {
-                let ours = &self.slots[i as usize].0;
-                Arc::ptr_eq(ours, id) || same_name(&ours.name, &id.name)
-            })
+            .find(h, |i| self.is(i as usize, id))
             .map(|i| i as usize)
     }
 
     /// The slots of many identities, as [`find_id`](Self::find_id) would
-    /// give them one by one, but in two passes that each make independent
-    /// memory reads: first the index buckets, then the members they point
-    /// at. At 10⁸ members (a 10,000-node simulation) each read misses the
-    /// cache; in a pass the CPU overlaps the misses instead of waiting for
-    /// each lookup's two in turn.
-    pub fn find_ids<'a>(&self, ids: impl Iterator<Item = &'a Id> + Clone) -> Vec<Option<u32>> {
-        let mut slots: Vec<Option<u32>> = ids
-            .clone()
-            .map(|id| {
-                self.index
-                    .find(Self::hash(&self.hasher, &id.name), |_| true)
-            })
-            .collect();
-        let is = |i: u32, id: &Id| {
-            let ours = &self.slots[i as usize].0;
-            Arc::ptr_eq(ours, id) || same_name(&ours.name, &id.name)
-        };
-        for (slot, id) in slots.iter_mut().zip(ids) {
-            if let Some(i) = *slot
-                && !is(i, id)
-            {
-                // A hash-tag collision: probe on, comparing names.
-                *slot = self.find_id(id).map(|i| i as u32);
+    /// give them one by one, but cheaper for lists that follow our slot
+    /// order: each is first looked for among the few slots after the
+    /// previous one found (comparing identity pointers only: a hint, never
+    /// an answer on its own), then in the index.
+    ///
+    /// Why that works: slots are in arrival order, and nodes learn members
+    /// in much the same order (from the same seeds and sweeps), so a digest
+    /// window, which walks the sender's slots, mostly walks ours too, and
+    /// a reply lists a subsequence of the digest it answers. At 10⁸ members
+    /// (a 10,000-node simulation) an index lookup is two cache misses; the
+    /// next slots are usually in the line just read. Identities decoded
+    /// from the wire are fresh allocations, so there the index answers.
+    pub fn find_ids<'a>(&self, ids: impl Iterator<Item = &'a Id>) -> Vec<Option<u32>> {
+        let mut next = usize::MAX;
+        ids.map(|id| {
+            let mut near = self
+                .slots
+                .get(next..)
+                .unwrap_or_default()
+                .iter()
+                .take(HINT_SPAN);
+            let found = if let Some(k) = near.position(|(ours, _)| Arc::ptr_eq(ours, id)) {
+                Some(next + k)
+            } else {
+                self.find_id(id)
+            };
+            if let Some(i) = found {
+                next = i + 1;
             }
-        }
-        slots
+            found.map(|i| i as u32)
+        })
+        .collect()
+    }
+
+    /// Whether slot `i` holds the member named like `id`.
+    fn is(&self, i: usize, id: &Id) -> bool {
+        let ours = &self.slots[i].0;
+        Arc::ptr_eq(ours, id) || same_name(&ours.name, &id.name)
     }
 
     pub fn len(&self) -> usize {
