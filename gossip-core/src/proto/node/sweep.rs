@@ -38,13 +38,22 @@ impl Node {
             self.best_known = Some((peer.clone(), known));
         }
         if self.sweep.is_none() && known > self.sweep_threshold() {
+            self.make_room(known);
+            self.start_sweep(now, peer.clone(), 0);
+        }
+    }
+
+    /// Makes room for the `known` members a peer has, if that is far more
+    /// than we hold: all at once, as growing a quarter at a time would copy
+    /// a joiner's table several times over.
+    fn make_room(&mut self, known: u64) {
+        if known > self.sweep_threshold() {
             let ours = self.members.len() as u64;
             self.members.reserve(
                 usize::try_from(known - ours)
                     .unwrap_or(0)
                     .min(self.config.max_nodes),
             );
-            self.start_sweep(now, peer.clone(), 0);
         }
     }
 
@@ -128,6 +137,7 @@ impl Node {
         known: u64,
         next_page: Option<u64>,
     ) {
+        self.make_room(known);
         match (&mut self.sweep, next_page) {
             (Some(sw), Some(next)) if sw.active && sw.peer == *peer => {
                 sw.cursor = next;
