@@ -251,7 +251,7 @@ impl Node {
         for h in &self.hot {
             if !self
                 .members
-                .find(&h.id.name)
+                .find_id(&h.id)
                 .is_some_and(|i| self.members.is_marked(i))
             {
                 wanted.push((h.id.clone(), h.floor));
@@ -465,8 +465,9 @@ impl Node {
 
     /// Applies a message's deltas in order. Their members are looked up in
     /// one pass first (see [`Members::find_ids`]): a catch-up page holds
-    /// thousands of them.
-    pub(super) fn apply_deltas(&mut self, now: Instant, deltas: Vec<NodeDelta>) {
+    /// thousands of them. `paged`: the message answers a catch-up sweep,
+    /// so members new to us are old news to the cluster, not to be pushed.
+    pub(super) fn apply_deltas(&mut self, now: Instant, deltas: Vec<NodeDelta>, paged: bool) {
         let slots = self.members.find_ids(deltas.iter().map(|d| &d.id));
         for (d, slot) in deltas.into_iter().zip(slots) {
             // Applying only adds members or replaces one in place, so a slot
@@ -476,12 +477,18 @@ impl Node {
                 Some(i) => Some(i as usize),
                 None => self.members.find_id(&d.id),
             };
-            self.apply_delta(now, d, found);
+            self.apply_delta(now, d, found, paged);
         }
     }
 
     /// Applies one delta; `found` is the slot of its member, if known.
-    pub(super) fn apply_delta(&mut self, now: Instant, d: NodeDelta, found: Option<usize>) {
+    pub(super) fn apply_delta(
+        &mut self,
+        now: Instant,
+        d: NodeDelta,
+        found: Option<usize>,
+        paged: bool,
+    ) {
         if found == Some(0) {
             if *d.id != *self.me && d.id.generation >= self.me.generation {
                 self.report_conflict(self.me.clone(), d.id.clone());
@@ -603,7 +610,11 @@ impl Node {
         for e in changes {
             self.emit(e);
         }
-        if fresh || new_mv > old_mv || announced {
+        // Fresh news is pushed for a few rounds: new state, a leave, or a
+        // member new to us, unless a catch-up page brought it (everyone
+        // else knows it: during a mass join, pushing every member learned
+        // would fill the hot list with old news for log n rounds).
+        if (fresh && !paged) || new_mv > old_mv || announced {
             self.push_hot(owner, if fresh { 0 } else { old_mv }, now, fresh);
         }
     }

@@ -456,11 +456,11 @@ impl Node {
                 known,
                 next_page,
             } => {
-                self.apply_deltas(now, delta);
+                self.apply_deltas(now, delta, next_page.is_some());
                 self.continue_sweep(now, &sender, known, next_page);
                 self.on_synack(now, &sender, digest);
             }
-            Message::Ack { delta } => self.apply_deltas(now, delta),
+            Message::Ack { delta } => self.apply_deltas(now, delta, false),
         }
         Ok(())
     }

@@ -6,8 +6,10 @@ use super::*;
 /// A peer must know this many more members than we do (at least) before
 /// we sweep through its membership.
 const SWEEP_MIN: u64 = 16;
-/// Rounds between two full sweeps made for a small shortfall.
-const FULL_SWEEP_ROUNDS: u32 = 5;
+/// Rounds between two full sweeps made for a small shortfall (the members
+/// digest windows have not brought yet). 5 left the last nodes of a
+/// 10,000-node mass join waiting 5 rounds for a handful of members.
+const FULL_SWEEP_ROUNDS: u32 = 2;
 
 /// A catch-up in progress: paging through one peer's membership.
 #[derive(Clone, Debug)]
@@ -17,6 +19,8 @@ pub(super) struct Sweep {
     cursor: u64,
     /// Where this run of pages started.
     resumed_at: u64,
+    /// How many members the peer knew at its last page.
+    known: u64,
     /// Pages are being fetched (false: finished, kept for resuming).
     active: bool,
     /// The last run brought nothing new: try another peer next time.
@@ -71,6 +75,7 @@ impl Node {
             peer,
             cursor,
             resumed_at: cursor,
+            known: 0,
             active: true,
             exhausted: false,
             progress: now,
@@ -102,10 +107,13 @@ impl Node {
         match &self.sweep {
             Some(sw) if sw.active => {}
             // Resuming costs only the members we lack (and one exchange):
-            // worth it for any shortfall, which ends the long tail of a join.
+            // worth it for any shortfall, which ends the long tail of a join,
+            // unless that peer knew far fewer than the best one (it lacks
+            // what we lack: resuming would bring a few members per round).
             Some(sw)
                 if !sw.exhausted
                     && known > ours
+                    && sw.known + SWEEP_MIN >= known
                     && self
                         .members
                         .get(&sw.peer.name)
@@ -141,6 +149,7 @@ impl Node {
         match (&mut self.sweep, next_page) {
             (Some(sw), Some(next)) if sw.active && sw.peer == *peer => {
                 sw.cursor = next;
+                sw.known = known;
                 sw.progress = now;
                 if next < known {
                     self.send_syn(peer.addr, Some(next));
