@@ -328,8 +328,7 @@ impl Node {
         let revived = m.observe(e.heartbeat, now, &phi);
         let (heartbeat, max_version) = (m.heartbeat, m.max_version);
         if revived {
-            let id = id.clone();
-            self.revive(&id);
+            self.revive(i as usize);
         }
         // Our entry only where it is sent back (cloning an identity is not free).
         let ours = || self.members.digest_entry(i as usize);
@@ -599,7 +598,7 @@ impl Node {
                 reason: StatusReason::Announced,
             });
         } else if revived {
-            self.revive(&owner);
+            self.revive(i);
         }
         if !applicable {
             // A gap: we lack updates between our version and the delta's floor.
@@ -643,14 +642,11 @@ impl Node {
         i
     }
 
-    /// A Suspect or Dead member heartbeats again.
-    pub(super) fn revive(&mut self, id: &Id) {
-        let from = self
-            .members
-            .set_status(&id.name, Status::Live)
-            .expect("member exists");
+    /// The Suspect or Dead member in slot `i` heartbeats again.
+    pub(super) fn revive(&mut self, i: usize) {
+        let from = self.members.set_status_at(i, Status::Live);
         self.emit(Event::MemberStatus {
-            id: id.clone(),
+            id: self.members.at(i).0.clone(),
             from,
             to: Status::Live,
             reason: StatusReason::Heartbeat,

@@ -43,7 +43,7 @@ impl Node {
         let slice = FD_SLICE.max(n / 4);
         let grace = self.config.grace_period;
         let threshold = self.config.phi_threshold;
-        let mut changes: Vec<(Id, Status, StatusReason)> = Vec::new();
+        let mut changes: Vec<(usize, Status, StatusReason)> = Vec::new();
         let mut forget: Vec<Id> = Vec::new();
         let mut gc: Vec<Id> = Vec::new();
         for i in rotate(n, self.fd_cursor).take(slice.min(n)) {
@@ -63,7 +63,7 @@ impl Node {
                     let phi = m.detector.phi_after(silent, &self.phi);
                     if phi > threshold {
                         changes.push((
-                            id.clone(),
+                            i,
                             Status::Suspect,
                             StatusReason::Silent {
                                 silent_for: silent,
@@ -80,7 +80,7 @@ impl Node {
                     if phi > threshold {
                         let now_phi = m.detector.phi_after(silent, &self.phi);
                         changes.push((
-                            id.clone(),
+                            i,
                             Status::Dead,
                             StatusReason::Silent {
                                 silent_for: silent,
@@ -97,11 +97,10 @@ impl Node {
             }
         }
         self.fd_cursor = (self.fd_cursor + slice.min(n)) % n;
-        for (id, to, reason) in changes {
-            let from = self
-                .members
-                .set_status(&id.name, to)
-                .expect("member was just checked");
+        // Slots are stable until the removals below.
+        for (i, to, reason) in changes {
+            let from = self.members.set_status_at(i, to);
+            let id = self.members.at(i).0.clone();
             match to {
                 Status::Suspect => self.metrics.suspicions += 1,
                 Status::Dead => self.metrics.convictions += 1,
