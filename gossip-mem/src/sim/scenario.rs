@@ -1,7 +1,7 @@
 use std::cell::Cell;
 
 use bytes::Bytes;
-use gossip_core::proto::{Config, Event, Instant};
+use gossip_core::proto::{Config, Event, Instant, Status};
 
 use crate::sim::{Ctx, Faults, Sim, SimConfig};
 
@@ -70,6 +70,10 @@ pub struct RumorReport {
     pub msgs_per_node_per_round: f64,
     /// Encoded bytes sent per node per round, after membership converged.
     pub bytes_per_node_per_round: f64,
+    /// Live → Suspect transitions per node per round after membership
+    /// converged. Nobody fails in this experiment: every one is a false
+    /// suspicion (heartbeats reaching a node too irregularly).
+    pub suspicions_per_node_per_round: f64,
     /// The run's trace hash.
     pub trace_hash: u64,
 }
@@ -97,7 +101,18 @@ pub fn rumor(
     let writer = nodes / 2;
     let mut holders = 1usize;
     let done_at = Cell::new(None);
+    let suspicions = Cell::new(0u64);
+    let suspected = |e: &Event| {
+        if let Event::MemberStatus {
+            to: Status::Suspect,
+            ..
+        } = e
+        {
+            suspicions.set(suspicions.get() + 1);
+        }
+    };
     let mut count = |ctx: &Ctx<'_>, e: &Event| {
+        suspected(e);
         if let Event::KeyChanged { owner, key, .. } = e
             && key == "rumor"
             && owner.name == format!("n{writer}")
@@ -121,7 +136,7 @@ pub fn rumor(
         .get()
         .map_or(f64::INFINITY, |t| sim.rounds_of(t.saturating_since(start)));
     let measure_until = start + interval.mul_f64(window.max(rumor_rounds.ceil()));
-    sim.run_until(measure_until, &mut |_, _| {});
+    sim.run_until(measure_until, &mut |_, e| suspected(e));
     let after = sim.stats();
     let rounds = sim.rounds_since(start);
     let per = |v: u64| v as f64 / nodes as f64 / rounds;
@@ -134,6 +149,7 @@ pub fn rumor(
         spread: done_at.get().is_some(),
         msgs_per_node_per_round: per(after.messages - before.messages),
         bytes_per_node_per_round: per(after.bytes - before.bytes),
+        suspicions_per_node_per_round: per(suspicions.get()),
         trace_hash: sim.trace_hash(),
     }
 }
