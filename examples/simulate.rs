@@ -84,13 +84,14 @@ fn main() {
         eprint!("\r{:80}\r", "");
         if !args.json {
             println!(
-                "{label}: joined in {:.1} rounds, key reached all {} nodes in {:.2} rounds; {:.1} msgs, {:.0} bytes, {:.4} false suspicions per node per round; trace {:016x}",
+                "{label}: joined in {:.1} rounds, key reached all {} nodes in {:.2} rounds; {:.1} msgs, {:.0} bytes, {:.4} false suspicions, {:.4} false convictions per node per round; trace {:016x}",
                 r.join_rounds,
                 r.nodes,
                 r.rumor_rounds,
                 r.msgs_per_node_per_round,
                 r.bytes_per_node_per_round,
                 r.suspicions_per_node_per_round,
+                r.convictions_per_node_per_round,
                 r.trace_hash
             );
         }
@@ -125,6 +126,7 @@ fn main() {
             "msgs_per_node_per_round": mean(|r| r.msgs_per_node_per_round),
             "bytes_per_node_per_round": mean(|r| r.bytes_per_node_per_round),
             "suspicions_per_node_per_round": mean(|r| r.suspicions_per_node_per_round),
+            "convictions_per_node_per_round": mean(|r| r.convictions_per_node_per_round),
             "trace_hash": format!("{trace:016x}"),
             "wall_ms": wall_ms,
         });

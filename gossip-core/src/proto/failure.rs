@@ -15,6 +15,39 @@ pub(crate) struct PhiParams {
     pub min_std_dev: f32,
     pub acceptable_pause: f32,
     pub smoothing: f32,
+    /// Below this standardized silence phi cannot reach the threshold:
+    /// checks skip computing it (see [`PhiParams::y_floor`]).
+    pub y_floor: f64,
+}
+
+impl PhiParams {
+    /// The standardized silence `y` at which phi reaches `threshold`, less
+    /// a margin for rounding: phi grows with `y`, so a smaller `y` needs no
+    /// logarithm to know it is below. Found by bisection, once per node.
+    pub fn y_floor(threshold: f64) -> f64 {
+        let (mut lo, mut hi) = (-20.0, 60.0);
+        for _ in 0..100 {
+            let mid = (lo + hi) / 2.0;
+            if phi_of(mid) < threshold {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo - 0.01
+    }
+}
+
+/// Phi of a silence `y` standard deviations past the expected arrival, with
+/// the logistic approximation of the normal distribution used by Akka.
+fn phi_of(y: f64) -> f64 {
+    let e = (-y * (1.5976 + 0.070566 * y * y)).exp();
+    let phi = if y > 0.0 {
+        -(e / (1.0 + e)).log10()
+    } else {
+        -(1.0 - 1.0 / (1.0 + e)).log10()
+    };
+    if phi.is_finite() { phi } else { f64::MAX }
 }
 
 /// Arrival statistics of one peer: 16 bytes.
@@ -59,18 +92,28 @@ impl Detector {
         self.last = now;
     }
 
-    /// Phi after `elapsed` of silence.
-    pub fn phi_after(&self, elapsed: Duration, p: &PhiParams) -> f64 {
+    /// How many standard deviations `elapsed` of silence lies past the
+    /// expected arrival (shifted by the acceptable pause).
+    fn standardized(&self, elapsed: Duration, p: &PhiParams) -> f64 {
         let mean = f64::from(self.mean + p.acceptable_pause);
         let std = f64::from(self.var.sqrt().max(p.min_std_dev));
-        let y = (elapsed.as_secs_f64() - mean) / std;
-        let e = (-y * (1.5976 + 0.070566 * y * y)).exp();
-        let phi = if y > 0.0 {
-            -(e / (1.0 + e)).log10()
-        } else {
-            -(1.0 - 1.0 / (1.0 + e)).log10()
-        };
-        if phi.is_finite() { phi } else { f64::MAX }
+        (elapsed.as_secs_f64() - mean) / std
+    }
+
+    /// Phi after `elapsed` of silence.
+    pub fn phi_after(&self, elapsed: Duration, p: &PhiParams) -> f64 {
+        phi_of(self.standardized(elapsed, p))
+    }
+
+    /// Phi after `elapsed` of silence if it is above `threshold` (the one
+    /// `p.y_floor` was made for). Cheap when it is far below, as for most
+    /// members most of the time.
+    pub fn phi_above(&self, elapsed: Duration, threshold: f64, p: &PhiParams) -> Option<f64> {
+        let y = self.standardized(elapsed, p);
+        if y < p.y_floor {
+            return None;
+        }
+        Some(phi_of(y)).filter(|&phi| phi > threshold)
     }
 
     /// Phi at `now`.
@@ -88,7 +131,26 @@ mod tests {
         min_std_dev: 0.5,
         acceptable_pause: 2.0,
         smoothing: 0.1,
+        y_floor: f64::MIN,
     };
+
+    #[test]
+    fn the_floor_never_hides_a_phi_above_the_threshold() {
+        for threshold in [1.0, 3.0, 8.0, 12.0] {
+            let p = PhiParams {
+                y_floor: PhiParams::y_floor(threshold),
+                ..P
+            };
+            assert!(phi_of(p.y_floor) < threshold, "floor below the crossing");
+            assert!(phi_of(p.y_floor + 0.02) > threshold, "and close to it");
+            let d = Detector::new(at(0.0), Duration::from_secs(1));
+            for ms in (0..60_000).step_by(7) {
+                let silence = Duration::from_millis(ms);
+                let exact = Some(d.phi_after(silence, &p)).filter(|&phi| phi > threshold);
+                assert_eq!(d.phi_above(silence, threshold, &p), exact, "{ms} ms");
+            }
+        }
+    }
 
     fn at(s: f64) -> Instant {
         Instant::from_micros((s * 1e6) as u64)

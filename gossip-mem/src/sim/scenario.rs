@@ -74,6 +74,9 @@ pub struct RumorReport {
     /// converged. Nobody fails in this experiment: every one is a false
     /// suspicion (heartbeats reaching a node too irregularly).
     pub suspicions_per_node_per_round: f64,
+    /// Transitions to Dead per node per round after membership converged:
+    /// false convictions, as nobody fails.
+    pub convictions_per_node_per_round: f64,
     /// The run's trace hash.
     pub trace_hash: u64,
 }
@@ -101,15 +104,16 @@ pub fn rumor(
     let writer = nodes / 2;
     let mut holders = 1usize;
     let done_at = Cell::new(None);
-    let suspicions = Cell::new(0u64);
-    let suspected = |e: &Event| {
-        if let Event::MemberStatus {
+    let (suspicions, convictions) = (Cell::new(0u64), Cell::new(0u64));
+    let suspected = |e: &Event| match e {
+        Event::MemberStatus {
             to: Status::Suspect,
             ..
-        } = e
-        {
-            suspicions.set(suspicions.get() + 1);
-        }
+        } => suspicions.set(suspicions.get() + 1),
+        Event::MemberStatus {
+            to: Status::Dead, ..
+        } => convictions.set(convictions.get() + 1),
+        _ => {}
     };
     let mut count = |ctx: &Ctx<'_>, e: &Event| {
         suspected(e);
@@ -150,6 +154,7 @@ pub fn rumor(
         msgs_per_node_per_round: per(after.messages - before.messages),
         bytes_per_node_per_round: per(after.bytes - before.bytes),
         suspicions_per_node_per_round: per(suspicions.get()),
+        convictions_per_node_per_round: per(convictions.get()),
         trace_hash: sim.trace_hash(),
     }
 }

@@ -162,6 +162,7 @@ impl Node {
             min_std_dev: config.min_std_dev.as_secs_f32(),
             acceptable_pause: config.acceptable_pause.as_secs_f32(),
             smoothing: config.phi_smoothing as f32,
+            y_floor: PhiParams::y_floor(config.phi_threshold),
         };
         let mut rng = StdRng::seed_from_u64(rng_seed);
         let own = Member::new(1, now, config.gossip_interval);

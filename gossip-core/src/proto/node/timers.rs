@@ -60,8 +60,7 @@ impl Node {
             }
             match m.status {
                 Status::Live => {
-                    let phi = m.detector.phi_after(silent, &self.phi);
-                    if phi > threshold {
+                    if let Some(phi) = m.detector.phi_above(silent, threshold, &self.phi) {
                         changes.push((
                             i,
                             Status::Suspect,
@@ -73,11 +72,8 @@ impl Node {
                     }
                 }
                 Status::Suspect => {
-                    let phi = m.detector.phi_after(
-                        silent.saturating_sub(self.config.suspect_timeout),
-                        &self.phi,
-                    );
-                    if phi > threshold {
+                    let waited = silent.saturating_sub(self.config.suspect_timeout);
+                    if m.detector.phi_above(waited, threshold, &self.phi).is_some() {
                         let now_phi = m.detector.phi_after(silent, &self.phi);
                         changes.push((
                             i,
