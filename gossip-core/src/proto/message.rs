@@ -161,13 +161,24 @@ pub(crate) mod size {
         1 + v.map_or(0, varint)
     }
 
+    /// Size of a `Syn` whose `entries` digest entries take `entry_bytes`
+    /// (a node building a digest has just added them up).
+    pub fn syn(entries: usize, entry_bytes: usize, known: u64, page: Option<u64>) -> usize {
+        1 + varint(entries as u64) + entry_bytes + varint(known) + opt(page)
+    }
+
     pub fn message(m: &Message) -> usize {
+        if let Message::Syn {
+            digest,
+            known,
+            page,
+        } = m
+        {
+            let entry_bytes = digest.iter().map(digest_entry).sum();
+            return syn(digest.len(), entry_bytes, *known, *page);
+        }
         1 + match m {
-            Message::Syn {
-                digest,
-                known,
-                page,
-            } => seq(digest, digest_entry) + varint(*known) + opt(*page),
+            Message::Syn { .. } => unreachable!("handled above"),
             Message::SynAck {
                 digest,
                 delta,
@@ -187,6 +198,11 @@ pub(crate) mod size {
 impl Envelope {
     /// Exact length of this envelope once encoded, version byte included.
     pub fn encoded_len(&self) -> usize {
-        1 + size::varint(self.cluster) + size::node_id(&self.from) + size::message(&self.message)
+        self.len_with_message(size::message(&self.message))
+    }
+
+    /// [`encoded_len`](Self::encoded_len), given the message's size.
+    pub(crate) fn len_with_message(&self, message_len: usize) -> usize {
+        1 + size::varint(self.cluster) + size::node_id(&self.from) + message_len
     }
 }

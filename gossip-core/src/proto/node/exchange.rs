@@ -57,19 +57,25 @@ impl Node {
     }
 
     pub(super) fn send_syn(&mut self, to: SocketAddr, page: Option<u64>) {
-        let digest = match page {
+        let (digest, entry_bytes) = match page {
             // A catch-up exchange carries no window: it is about the page.
-            Some(_) => vec![self.own_entry()],
+            Some(_) => {
+                let own = self.own_entry();
+                let bytes = size::digest_entry(&own);
+                (vec![own], bytes)
+            }
             None => self.syn_digest(),
         };
         let known = self.members.len() as u64;
-        self.send(
+        let len = size::syn(digest.len(), entry_bytes, known, page);
+        self.send_sized(
             to,
             Message::Syn {
                 digest,
                 known,
                 page,
             },
+            len,
         );
     }
 
@@ -122,8 +128,9 @@ impl Node {
 
     /// This node's digest: itself, fresh nodes (up to half the budget),
     /// nodes it knows it lags on, then a window rotating through the
-    /// membership, all within `digest_bytes`.
-    pub(super) fn syn_digest(&mut self) -> Vec<DigestEntry> {
+    /// membership, all within `digest_bytes`. Returns the entries and the
+    /// bytes they take.
+    pub(super) fn syn_digest(&mut self) -> (Vec<DigestEntry>, usize) {
         let budget = self.config.digest_bytes;
         let behind = std::mem::take(&mut self.behind);
         let mut used = 0;
@@ -189,7 +196,7 @@ impl Node {
             }
         }
         self.digest_cursor = next;
-        out
+        (out, used)
     }
 
     pub(super) fn on_syn(

@@ -529,12 +529,20 @@ impl Node {
     }
 
     fn send(&mut self, to: SocketAddr, message: Message) {
+        let message_len = size::message(&message);
+        self.send_sized(to, message, message_len);
+    }
+
+    /// [`send`](Node::send) for a caller that knows the message's encoded
+    /// size already (a digest's entries were added up while building it).
+    fn send_sized(&mut self, to: SocketAddr, message: Message, message_len: usize) {
         let envelope = Envelope {
             cluster: self.cluster,
             from: self.me.clone(),
             message,
         };
-        let len = envelope.encoded_len();
+        let len = envelope.len_with_message(message_len);
+        debug_assert_eq!(len, envelope.encoded_len(), "sizes are exact");
         self.metrics.messages_out += 1;
         self.metrics.bytes_out += len as u64;
         if self.transmits.len() >= self.config.max_pending_transmits {
