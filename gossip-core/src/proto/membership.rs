@@ -140,27 +140,9 @@ impl SlotIndex {
         (pos + 1) & (self.buckets.len() - 1)
     }
 
-    /// The slot stored under hash `h` for which `eq` holds.
-    fn find(&self, h: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
-        if self.buckets.is_empty() {
-            return None;
-        }
-        let tag = h as u32;
-        let mut pos = self.home(tag);
-        loop {
-            let b = self.buckets[pos];
-            if b == EMPTY {
-                return None;
-            }
-            if (b >> 32) as u32 == tag && eq(b as u32) {
-                return Some(b as u32);
-            }
-            pos = self.next(pos);
-        }
-    }
-
-    /// Bucket position of `slot`, stored under hash `h`.
-    fn position(&self, h: u64, slot: u32) -> Option<usize> {
+    /// Walks the probe run of hash `h` to the first bucket for which `hit`
+    /// holds; `None` at the run's end.
+    fn probe(&self, h: u64, mut hit: impl FnMut(u64) -> bool) -> Option<usize> {
         if self.buckets.is_empty() {
             return None;
         }
@@ -170,11 +152,23 @@ impl SlotIndex {
             if b == EMPTY {
                 return None;
             }
-            if b as u32 == slot {
+            if hit(b) {
                 return Some(pos);
             }
             pos = self.next(pos);
         }
+    }
+
+    /// The slot stored under hash `h` for which `eq` holds.
+    fn find(&self, h: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        let tag = h as u32;
+        self.probe(h, |b| (b >> 32) as u32 == tag && eq(b as u32))
+            .map(|pos| self.buckets[pos] as u32)
+    }
+
+    /// Bucket position of `slot`, stored under hash `h`.
+    fn position(&self, h: u64, slot: u32) -> Option<usize> {
+        self.probe(h, |b| b as u32 == slot)
     }
 
     /// Room for `more` entries without growing.

@@ -168,29 +168,29 @@ pub(crate) mod size {
     }
 
     pub fn message(m: &Message) -> usize {
-        if let Message::Syn {
-            digest,
-            known,
-            page,
-        } = m
-        {
-            let entry_bytes = digest.iter().map(digest_entry).sum();
-            return syn(digest.len(), entry_bytes, *known, *page);
-        }
-        1 + match m {
-            Message::Syn { .. } => unreachable!("handled above"),
+        match m {
+            Message::Syn {
+                digest,
+                known,
+                page,
+            } => syn(
+                digest.len(),
+                digest.iter().map(digest_entry).sum(),
+                *known,
+                *page,
+            ),
             Message::SynAck {
                 digest,
                 delta,
                 known,
                 next_page,
             } => {
-                seq(digest, digest_entry)
+                1 + seq(digest, digest_entry)
                     + seq(delta, node_delta)
                     + varint(*known)
                     + opt(*next_page)
             }
-            Message::Ack { delta } => seq(delta, node_delta),
+            Message::Ack { delta } => 1 + seq(delta, node_delta),
         }
     }
 }
