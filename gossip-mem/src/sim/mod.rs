@@ -27,7 +27,7 @@ pub mod invariants;
 pub mod scenario;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -205,7 +205,7 @@ pub struct Sim {
     queue: BinaryHeap<Reverse<Scheduled>>,
     seq: u64,
     nodes: Vec<SimNode>,
-    by_addr: HashMap<SocketAddr, usize>,
+    by_addr: BTreeMap<SocketAddr, usize>,
     rng: StdRng,
     stats: Stats,
     trace: u64,
@@ -227,7 +227,7 @@ impl Sim {
             queue: BinaryHeap::new(),
             seq: 0,
             nodes: Vec::new(),
-            by_addr: HashMap::new(),
+            by_addr: BTreeMap::new(),
             rng,
             stats: Stats::default(),
             trace: 0xcbf2_9ce4_8422_2325,

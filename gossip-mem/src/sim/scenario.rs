@@ -379,14 +379,14 @@ pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
             run.run(30.0, full, &mut |_, _| {});
             let t0 = run.sim.now();
             // Who currently sees the victim as not Live.
-            let down: std::collections::HashSet<usize> = (0..n)
+            let down: std::collections::BTreeSet<usize> = (0..n)
                 .filter(|&i| {
                     i != victim
                         && run
                             .sim
                             .node(i)
                             .and_then(|x| x.member(&victim_name))
-                            .is_none_or(|m| m.status != gossip_core::proto::Status::Live)
+                            .is_none_or(|m| m.status != Status::Live)
                 })
                 .collect();
             run.sim.resume(victim, &mut |_, _| {});
@@ -396,7 +396,7 @@ pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
                     && id.name == victim_name
                 {
                     let mut d = down_cell.borrow_mut();
-                    if *to == gossip_core::proto::Status::Live {
+                    if *to == Status::Live {
                         d.remove(&ctx.node);
                     } else {
                         d.insert(ctx.node);

@@ -7,7 +7,7 @@
 //! Forgetting is seen in events; the same incarnation must not be admitted
 //! again by the node that forgot it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use gossip_core::proto::Event;
 
@@ -19,7 +19,7 @@ pub struct Resurrection {
     /// (owner name, owner generation, key) → tombstone version.
     tombstones: BTreeMap<(String, u64, String), u64>,
     /// (observer, name, generation) forgotten by that observer.
-    forgotten: HashSet<(usize, String, u64)>,
+    forgotten: BTreeSet<(usize, String, u64)>,
 }
 
 /// The property, as named in violations.

@@ -2,7 +2,7 @@
 //! in events, nor how far a node holds another node's updates (within one
 //! generation of that node).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use gossip_core::proto::Event;
 
@@ -11,8 +11,8 @@ use crate::sim::{Ctx, Sim};
 /// Last versions seen, per observer.
 #[derive(Debug, Default)]
 pub struct Versions {
-    keys: HashMap<(usize, String, u64, String), u64>,
-    members: HashMap<(usize, String, u64), u64>,
+    keys: BTreeMap<(usize, String, u64, String), u64>,
+    members: BTreeMap<(usize, String, u64), u64>,
 }
 
 /// The property, as named in violations.
