@@ -93,10 +93,15 @@ impl NameHasher {
             let w = u64::from_le_bytes(c.try_into().expect("chunks_exact yields 8 bytes"));
             h = fold_mul(h ^ w, self.1 | 1);
         }
-        let mut tail = [0u8; 8];
-        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        // The tail as a little-endian word, byte by byte: names are short,
+        // and a `copy_from_slice` here compiles to a call to `memcpy`.
+        let tail = chunks
+            .remainder()
+            .iter()
+            .rev()
+            .fold(0u64, |t, &b| (t << 8) | u64::from(b));
         fold_mul(
-            h ^ u64::from_le_bytes(tail),
+            h ^ tail,
             (self.1 | 1).rotate_left(23) ^ 0x2d35_8dcc_aa6c_78a5,
         )
     }
@@ -192,11 +197,17 @@ impl SlotIndex {
         self.buckets[pos] = b;
     }
 
-    fn insert(&mut self, h: u64, slot: u32) {
+    /// Stores `slot` under hash `h`, unless the probe run already holds a
+    /// slot for which `eq` holds: then that slot, and nothing is stored.
+    fn insert(&mut self, h: u64, slot: u32, eq: impl FnMut(u32) -> bool) -> Result<(), u32> {
         assert!(slot != u32::MAX, "max_nodes keeps slots below u32::MAX");
+        if let Some(held) = self.find(h, eq) {
+            return Err(held);
+        }
         self.reserve(1);
         self.place((h << 32) | u64::from(slot));
         self.len += 1;
+        Ok(())
     }
 
     /// Removes `slot`, stored under hash `h`, shifting later entries of its
@@ -262,7 +273,7 @@ impl Members {
             counts: [0; 4],
             pass: 1,
         };
-        m.insert(me, own);
+        m.insert(me, own).expect("an empty table holds no name yet");
         m
     }
 
@@ -388,21 +399,27 @@ impl Members {
         self.counts[slot(s)]
     }
 
-    /// Inserts a member whose name is not in the table. Returns its slot.
-    pub fn insert(&mut self, id: Id, member: Member) -> usize {
-        debug_assert!(self.find(&id.name).is_none(), "insert takes new names only");
-        self.counts[slot(member.status)] += 1;
+    /// Inserts a member. Returns its slot, or `Err` with the slot of the
+    /// member already named so (then nothing changed): the caller need not
+    /// look the name up first, the insertion's own probe does.
+    pub fn insert(&mut self, id: Id, member: Member) -> Result<usize, usize> {
         let h = Self::hash(&self.hasher, &id.name);
         let i = u32::try_from(self.slots.len())
             .expect("max_nodes keeps the table far below 2^32 members");
+        let slots = &self.slots;
+        self.index
+            .insert(h, i, |held| {
+                same_name(&slots[held as usize].0.name, &id.name)
+            })
+            .map_err(|held| held as usize)?;
         if self.slots.len() == self.slots.capacity() {
             // Grow by a quarter, not double: at 10⁸ members (a 10,000-node
             // simulation) doubling's slack alone would cost gigabytes.
             self.slots.reserve_exact(self.slots.len() / 4 + 4);
         }
+        self.counts[slot(member.status)] += 1;
         self.slots.push((id, member));
-        self.index.insert(h, i);
-        i as usize
+        Ok(i as usize)
     }
 
     /// Replaces the member in slot `i` by one of the same name (a restart).
@@ -545,7 +562,7 @@ mod tests {
                 index.remove(old, slot);
                 model.remove(&slot);
             } else {
-                index.insert(h, slot);
+                assert_eq!(index.insert(h, slot, |x| x == slot), Ok(()));
                 model.insert(slot, h);
             }
             if step % 97 == 0 {
@@ -573,10 +590,15 @@ mod tests {
                 } else {
                     Status::Live
                 }),
-            );
+            )
+            .expect("each name is new");
         }
         assert_eq!(m.len(), 101);
         assert_eq!(m.count(Status::Dead), 10);
+        // A name held already is not inserted twice.
+        let held = m.find("n7").expect("n7 was inserted");
+        assert_eq!(m.insert(id("n7", 2), member(Status::Dead)), Err(held));
+        assert_eq!((m.len(), m.count(Status::Dead)), (101, 10));
         for i in (0..100).step_by(3) {
             assert!(m.remove(&format!("n{i}")).is_some());
         }

@@ -234,8 +234,8 @@ impl Node {
                 // A leaver learns its announcement arrived when it sees its
                 // own entry come back at the leave's version.
                 Cmp::Same { newer: None }
-                    if e.id.name == sender.name
-                        && slot.is_some_and(|i| self.members.at(i as usize).1.left) =>
+                    if slot.is_some_and(|i| self.members.at(i as usize).1.left)
+                        && e.id.name == sender.name =>
                 {
                     Some(e.clone())
                 }
@@ -477,17 +477,14 @@ impl Node {
         let slots = self.members.find_ids(deltas.iter().map(|d| &d.id));
         for (d, slot) in deltas.into_iter().zip(slots) {
             // Applying only adds members or replaces one in place, so a slot
-            // found stays right; a name not found may have been added by an
-            // earlier delta of this very message: look again.
-            let found = match slot {
-                Some(i) => Some(i as usize),
-                None => self.members.find_id(&d.id),
-            };
-            self.apply_delta(now, d, found, paged);
+            // found stays right; a name not found may still be added by an
+            // earlier delta of this very message (admitting finds that).
+            self.apply_delta(now, d, slot.map(|i| i as usize), paged);
         }
     }
 
-    /// Applies one delta; `found` is the slot of its member, if known.
+    /// Applies one delta; `found` is the slot of its member, if known
+    /// (`None`: it was not in the table when the message arrived).
     pub(super) fn apply_delta(
         &mut self,
         now: Instant,
@@ -505,17 +502,19 @@ impl Node {
             return;
         }
         let (i, fresh) = match found {
-            None => {
-                if self.members.len() >= self.config.max_nodes {
+            None => match self.admit(now, &d.id) {
+                Some(Ok(i)) => (i, true),
+                // An earlier delta of this very message brought the name.
+                Some(Err(i)) => return self.apply_delta(now, d, Some(i), paged),
+                None => {
                     self.metrics.nodes_refused += 1;
                     return;
                 }
-                (self.admit(now, d.id.clone(), None), true)
-            }
+            },
             Some(i) => {
                 let id = self.members.at(i).0;
                 if id.generation < d.id.generation {
-                    (self.admit(now, d.id.clone(), Some(i)), true)
+                    (self.restarted(now, d.id.clone(), i), true)
                 } else if id.generation > d.id.generation {
                     return;
                 } else if id.addr != d.id.addr {
@@ -625,16 +624,25 @@ impl Node {
         }
     }
 
-    /// Admits a new member, or a new generation of the known one in slot
-    /// `replacing` (which then supersedes everything of the old one).
-    /// Returns its slot.
-    pub(super) fn admit(&mut self, now: Instant, id: Id, replacing: Option<usize>) -> usize {
+    /// Admits a member that was not in the table when its message arrived:
+    /// its new slot, `Err` with its slot if an earlier delta of the same
+    /// message admitted it meanwhile, `None` if the table is full.
+    pub(super) fn admit(&mut self, now: Instant, id: &Id) -> Option<Result<usize, usize>> {
+        if self.members.len() >= self.config.max_nodes {
+            return self.members.find_id(id).map(Err);
+        }
         let m = Member::new(0, now, self.config.gossip_interval);
-        let Some(i) = replacing else {
-            let i = self.members.insert(id.clone(), m);
-            self.emit(Event::MemberJoined { id });
-            return i;
-        };
+        let i = self.members.insert(id.clone(), m);
+        if i.is_ok() {
+            self.emit(Event::MemberJoined { id: id.clone() });
+        }
+        Some(i)
+    }
+
+    /// Admits a new generation of the member in slot `i`, which supersedes
+    /// everything of the old one. Returns the slot.
+    pub(super) fn restarted(&mut self, now: Instant, id: Id, i: usize) -> usize {
+        let m = Member::new(0, now, self.config.gossip_interval);
         let (old, gone) = self.members.replace(i, id.clone(), m);
         for (key, e) in gone.keys.iter().flat_map(|k| k.entries.iter()) {
             if e.value.is_some() {
