@@ -400,18 +400,19 @@ impl Members {
     }
 
     /// Inserts a member. Returns its slot, or `Err` with the slot of the
-    /// member already named so (then nothing changed): the caller need not
-    /// look the name up first, the insertion's own probe does.
-    pub fn insert(&mut self, id: Id, member: Member) -> Result<usize, usize> {
+    /// member already named so and `id` back (then nothing changed): the
+    /// caller need not look the name up first, the insertion's own probe
+    /// does.
+    pub fn insert(&mut self, id: Id, member: Member) -> Result<usize, (usize, Id)> {
         let h = Self::hash(&self.hasher, &id.name);
         let i = u32::try_from(self.slots.len())
             .expect("max_nodes keeps the table far below 2^32 members");
         let slots = &self.slots;
-        self.index
-            .insert(h, i, |held| {
-                same_name(&slots[held as usize].0.name, &id.name)
-            })
-            .map_err(|held| held as usize)?;
+        if let Err(held) = self.index.insert(h, i, |held| {
+            same_name(&slots[held as usize].0.name, &id.name)
+        }) {
+            return Err((held as usize, id));
+        }
         if self.slots.len() == self.slots.capacity() {
             // Grow by a quarter, not double: at 10⁸ members (a 10,000-node
             // simulation) doubling's slack alone would cost gigabytes.
@@ -597,7 +598,11 @@ mod tests {
         assert_eq!(m.count(Status::Dead), 10);
         // A name held already is not inserted twice.
         let held = m.find("n7").expect("n7 was inserted");
-        assert_eq!(m.insert(id("n7", 2), member(Status::Dead)), Err(held));
+        let again = id("n7", 2);
+        assert!(matches!(
+            m.insert(again.clone(), member(Status::Dead)),
+            Err((slot, back)) if slot == held && Arc::ptr_eq(&back, &again)
+        ));
         assert_eq!((m.len(), m.count(Status::Dead)), (101, 10));
         for i in (0..100).step_by(3) {
             assert!(m.remove(&format!("n{i}")).is_some());

@@ -153,10 +153,6 @@ pub(crate) mod size {
             + d.updates.iter().map(key_update).sum::<usize>()
     }
 
-    pub fn seq<T>(items: &[T], f: impl Fn(&T) -> usize) -> usize {
-        varint(items.len() as u64) + items.iter().map(f).sum::<usize>()
-    }
-
     pub fn opt(v: Option<u64>) -> usize {
         1 + v.map_or(0, varint)
     }
@@ -165,6 +161,28 @@ pub(crate) mod size {
     /// (a node building a digest has just added them up).
     pub fn syn(entries: usize, entry_bytes: usize, known: u64, page: Option<u64>) -> usize {
         1 + varint(entries as u64) + entry_bytes + varint(known) + opt(page)
+    }
+
+    /// Size of a `SynAck` from its parts' counts and bytes.
+    pub fn synack(
+        entries: usize,
+        entry_bytes: usize,
+        deltas: usize,
+        delta_bytes: usize,
+        known: u64,
+        next_page: Option<u64>,
+    ) -> usize {
+        1 + varint(entries as u64)
+            + entry_bytes
+            + varint(deltas as u64)
+            + delta_bytes
+            + varint(known)
+            + opt(next_page)
+    }
+
+    /// Size of an `Ack` whose `deltas` take `delta_bytes`.
+    pub fn ack(deltas: usize, delta_bytes: usize) -> usize {
+        1 + varint(deltas as u64) + delta_bytes
     }
 
     pub fn message(m: &Message) -> usize {
@@ -184,13 +202,15 @@ pub(crate) mod size {
                 delta,
                 known,
                 next_page,
-            } => {
-                1 + seq(digest, digest_entry)
-                    + seq(delta, node_delta)
-                    + varint(*known)
-                    + opt(*next_page)
-            }
-            Message::Ack { delta } => 1 + seq(delta, node_delta),
+            } => synack(
+                digest.len(),
+                digest.iter().map(digest_entry).sum(),
+                delta.len(),
+                delta.iter().map(node_delta).sum(),
+                *known,
+                *next_page,
+            ),
+            Message::Ack { delta } => ack(delta.len(), delta.iter().map(node_delta).sum()),
         }
     }
 }

@@ -68,7 +68,7 @@ impl Node {
         };
         let known = self.members.len() as u64;
         let len = size::syn(digest.len(), entry_bytes, known, page);
-        self.send_sized(
+        self.send(
             to,
             Message::Syn {
                 digest,
@@ -274,15 +274,26 @@ impl Node {
             wanted.push((self.me.clone(), own.max_version));
         }
         let budget = self.config.max_message_bytes - self.overhead() - used;
-        let mut delta = self.build_deltas(wanted, budget);
+        let (mut delta, mut delta_bytes) = self.build_deltas(wanted, budget);
         let mut next_page = None;
         if let Some(start) = page {
-            let room = budget.saturating_sub(delta.iter().map(size::node_delta).sum::<usize>());
-            let (headers, next) = self.membership_page(room, start);
+            let (headers, bytes, next) =
+                self.membership_page(budget.saturating_sub(delta_bytes), start);
             next_page = Some(next);
             delta.extend(headers);
+            delta_bytes += bytes;
         }
         let known = self.members.len() as u64;
+        // Sized from the parts just added up: a page holds thousands of
+        // deltas, each a pointer to follow.
+        let len = size::synack(
+            reply.len(),
+            used,
+            delta.len(),
+            delta_bytes,
+            known,
+            next_page,
+        );
         self.send(
             sender.addr,
             Message::SynAck {
@@ -291,6 +302,7 @@ impl Node {
                 known,
                 next_page,
             },
+            len,
         );
     }
 
@@ -385,11 +397,12 @@ impl Node {
     /// Deltas for the wanted nodes within `budget` bytes. Nodes are served
     /// in random order, first each up to a fair share, then the rest of the
     /// budget in that order: no node's updates starve behind a busy one's.
+    /// Returns the deltas and the bytes they take.
     pub(super) fn build_deltas(
         &mut self,
         mut wanted: Vec<(Id, u64)>,
         budget: usize,
-    ) -> Vec<NodeDelta> {
+    ) -> (Vec<NodeDelta>, usize) {
         wanted.sort_unstable_by(|a, b| a.0.name.cmp(&b.0.name).then(a.1.cmp(&b.1)));
         wanted.dedup_by(|later, first| later.0.name == first.0.name);
         wanted.shuffle(&mut self.rng);
@@ -424,7 +437,7 @@ impl Node {
                 used = used - before + size::node_delta(d);
             }
         }
-        out
+        (out, used)
     }
 
     /// The delta of one node for a peer that holds everything up to `floor`,
@@ -501,25 +514,48 @@ impl Node {
         if self.forgotten.contains(&d.id) {
             return;
         }
+        let NodeDelta {
+            id,
+            heartbeat,
+            left,
+            floor,
+            reset,
+            gc_version,
+            max_version,
+            updates,
+        } = d;
         let (i, fresh) = match found {
-            None => match self.admit(now, &d.id) {
+            // The delta's identity moves into the table.
+            None => match self.admit(now, id) {
                 Some(Ok(i)) => (i, true),
                 // An earlier delta of this very message brought the name.
-                Some(Err(i)) => return self.apply_delta(now, d, Some(i), paged),
+                Some(Err((i, id))) => {
+                    let d = NodeDelta {
+                        id,
+                        heartbeat,
+                        left,
+                        floor,
+                        reset,
+                        gc_version,
+                        max_version,
+                        updates,
+                    };
+                    return self.apply_delta(now, d, Some(i), paged);
+                }
                 None => {
                     self.metrics.nodes_refused += 1;
                     return;
                 }
             },
             Some(i) => {
-                let id = self.members.at(i).0;
-                if id.generation < d.id.generation {
-                    (self.restarted(now, d.id.clone(), i), true)
-                } else if id.generation > d.id.generation {
+                let ours = self.members.at(i).0;
+                if ours.generation < id.generation {
+                    (self.restarted(now, id, i), true)
+                } else if ours.generation > id.generation {
                     return;
-                } else if id.addr != d.id.addr {
-                    let existing = id.clone();
-                    self.report_conflict(existing, d.id.clone());
+                } else if ours.addr != id.addr {
+                    let existing = ours.clone();
+                    self.report_conflict(existing, id);
                     return;
                 } else {
                     (i, false)
@@ -527,14 +563,14 @@ impl Node {
             }
         };
         let phi = self.phi;
+        // Identities are cloned only where an event or a list keeps one.
         let (owner, m) = self.members.at_mut(i);
-        let owner = owner.clone();
-        let revived = m.observe(d.heartbeat, now, &phi);
-        let announced = d.left && !m.left;
-        m.left |= d.left;
+        let revived = m.observe(heartbeat, now, &phi);
+        let announced = left && !m.left;
+        m.left |= left;
         let old_mv = m.max_version;
         let mut gone: Vec<String> = Vec::new();
-        if d.reset && m.max_version < d.gc_version {
+        if reset && m.max_version < gc_version {
             // We are older than tombstones the peer has forgotten: start over.
             let old = m.keys.take();
             gone = old
@@ -543,10 +579,10 @@ impl Node {
                 .filter(|(_, e)| e.value.is_some())
                 .map(|(k, _)| k.clone())
                 .collect();
-            m.keyspace_mut().gc_version = d.gc_version;
+            m.keyspace_mut().gc_version = gc_version;
             m.max_version = 0;
         }
-        let applicable = d.floor <= m.max_version;
+        let applicable = floor <= m.max_version;
         let mut changes: Vec<Event> = Vec::new();
         if applicable {
             let (max_keys, max_key, max_value) = (
@@ -555,8 +591,8 @@ impl Node {
                 self.config.max_value_bytes,
             );
             let base = m.max_version;
-            let mut complete = d.max_version;
-            for u in d.updates {
+            let mut complete = max_version;
+            for u in updates {
                 if u.version <= base {
                     continue;
                 }
@@ -596,9 +632,10 @@ impl Node {
         }
         let new_mv = m.max_version;
         if announced {
+            let id = self.members.at(i).0.clone();
             let from = self.members.set_status_at(i, Status::Left);
             self.emit(Event::MemberStatus {
-                id: owner.clone(),
+                id,
                 from,
                 to: Status::Left,
                 reason: StatusReason::Announced,
@@ -609,7 +646,7 @@ impl Node {
         if !applicable {
             // A gap: we lack updates between our version and the delta's floor.
             self.metrics.deltas_skipped += 1;
-            self.add_behind(owner.clone());
+            self.add_behind(self.members.at(i).0.clone());
         }
         self.metrics.updates_applied += changes.len() as u64;
         for e in changes {
@@ -620,23 +657,26 @@ impl Node {
         // else knows it: during a mass join, pushing every member learned
         // would fill the hot list with old news for log n rounds).
         if (fresh && !paged) || new_mv > old_mv || announced {
+            let owner = self.members.at(i).0.clone();
             self.push_hot(owner, if fresh { 0 } else { old_mv }, now, fresh);
         }
     }
 
     /// Admits a member that was not in the table when its message arrived:
-    /// its new slot, `Err` with its slot if an earlier delta of the same
-    /// message admitted it meanwhile, `None` if the table is full.
-    pub(super) fn admit(&mut self, now: Instant, id: &Id) -> Option<Result<usize, usize>> {
+    /// its new slot, `Err` with its slot (and `id` back) if an earlier delta
+    /// of the same message admitted it meanwhile, `None` if the table is
+    /// full.
+    pub(super) fn admit(&mut self, now: Instant, id: Id) -> Option<Result<usize, (usize, Id)>> {
         if self.members.len() >= self.config.max_nodes {
-            return self.members.find_id(id).map(Err);
+            return self.members.find_id(&id).map(|i| Err((i, id)));
         }
         let m = Member::new(0, now, self.config.gossip_interval);
-        let i = self.members.insert(id.clone(), m);
-        if i.is_ok() {
-            self.emit(Event::MemberJoined { id: id.clone() });
+        let inserted = self.members.insert(id, m);
+        if let Ok(i) = inserted {
+            let id = self.members.at(i).0.clone();
+            self.emit(Event::MemberJoined { id });
         }
-        Some(i)
+        Some(inserted)
     }
 
     /// Admits a new generation of the member in slot `i`, which supersedes
@@ -694,8 +734,9 @@ impl Node {
         }
         if !wanted.is_empty() {
             let budget = self.config.max_message_bytes - self.overhead();
-            let delta = self.build_deltas(wanted, budget);
-            self.send(sender.addr, Message::Ack { delta });
+            let (delta, bytes) = self.build_deltas(wanted, budget);
+            let len = size::ack(delta.len(), bytes);
+            self.send(sender.addr, Message::Ack { delta }, len);
         }
     }
 }

@@ -538,14 +538,10 @@ impl Node {
         ENVELOPE_SLACK + size::node_id(&self.me)
     }
 
-    fn send(&mut self, to: SocketAddr, message: Message) {
-        let message_len = size::message(&message);
-        self.send_sized(to, message, message_len);
-    }
-
-    /// [`send`](Node::send) for a caller that knows the message's encoded
-    /// size already (a digest's entries were added up while building it).
-    fn send_sized(&mut self, to: SocketAddr, message: Message, message_len: usize) {
+    /// Queues `message` for `to`. `message_len` is its encoded size, which
+    /// the caller adds up while building it (a second pass over thousands
+    /// of entries would follow a pointer for each; debug builds check it).
+    fn send(&mut self, to: SocketAddr, message: Message, message_len: usize) {
         let envelope = Envelope {
             cluster: self.cluster,
             from: self.me.clone(),

@@ -164,7 +164,7 @@ impl Node {
 
     /// Headers of the members in slots `start..`, within `room` bytes.
     /// Returns them and the slot the next page starts at.
-    pub(super) fn membership_page(&self, room: usize, start: u64) -> (Vec<NodeDelta>, u64) {
+    pub(super) fn membership_page(&self, room: usize, start: u64) -> (Vec<NodeDelta>, usize, u64) {
         let n = self.members.len();
         let mut used = 0;
         let mut page = Vec::with_capacity(room / 24);
@@ -183,11 +183,11 @@ impl Node {
             };
             let s = size::node_delta(&d);
             if used + s > room {
-                return (page, i as u64);
+                return (page, used, i as u64);
             }
             used += s;
             page.push(d);
         }
-        (page, n as u64)
+        (page, used, n as u64)
     }
 }
