@@ -33,4 +33,11 @@ fn rounds(c: &mut Criterion) {
 }
 
 criterion_group!(benches, rounds);
+/// jemalloc, not the system allocator: with 10⁸ long-lived members beside
+/// millions of short-lived messages, glibc's malloc spent 8-16 % of a
+/// 10,000-node run searching its free lists (BENCHMARKS.md).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 criterion_main!(benches);

@@ -56,6 +56,13 @@ struct Args {
     full_checks: bool,
 }
 
+/// jemalloc, not the system allocator: with 10⁸ long-lived members beside
+/// millions of short-lived messages, glibc's malloc spent 8-16 % of a
+/// 10,000-node run searching its free lists (BENCHMARKS.md).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let args = Args::parse();
     if let Some(kind) = args.scenario {
