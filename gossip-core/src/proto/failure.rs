@@ -18,6 +18,13 @@ pub(crate) struct PhiParams {
     /// Below this standardized silence phi cannot reach the threshold:
     /// checks skip computing it (see [`PhiParams::y_floor`]).
     pub y_floor: f64,
+    /// Seconds: no detector expects heartbeats more often, or more
+    /// regularly, than every `gap_floor`. Zero while the digests this node
+    /// receives cover the membership every round; the expected gap
+    /// ([`Coverage::expected_gap`]) when they do not, so that detectors which
+    /// learned a faster pace (from a burst of updates, or while the cluster
+    /// was smaller) do not mistake the sparser arrivals for silence.
+    pub gap_floor: f32,
 }
 
 impl PhiParams {
@@ -50,6 +57,60 @@ fn phi_of(y: f64) -> f64 {
     if phi.is_finite() { phi } else { f64::MAX }
 }
 
+/// How much of the membership the digests this node receives cover per
+/// round, and so how often a peer's heartbeat can reach it at best: every
+/// detector's expectations are floored at that gap
+/// ([`PhiParams::gap_floor`]).
+///
+/// Why: up to a few thousand members the digests a node receives in a
+/// round cover the whole membership, and a peer's heartbeat arrives about
+/// once a round. In a larger cluster a budgeted digest covers only a part,
+/// so each peer's heartbeat arrives every few rounds, irregularly, and a
+/// detector that learned (or was started at) one round mistakes that for
+/// silence until it has learned better, which takes dozens of rounds: 254
+/// false suspicions per node per round right after a 10,000-node join. The
+/// coverage is measured, not configured: loss, fan-out and name lengths all
+/// change it. It is not used to start new detectors: right after a join it
+/// is far below its settled value, and a detector started that slow would
+/// take hundreds of rounds to notice a crash in a 100-node cluster.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Coverage {
+    /// Digest entries received since the last round.
+    seen: u64,
+    /// Smoothed digest entries received per round (0: no round yet).
+    per_round: f64,
+}
+
+impl Coverage {
+    /// Digest entries received (each may carry a newer heartbeat).
+    pub fn saw(&mut self, entries: usize) {
+        self.seen += entries as u64;
+    }
+
+    /// A round ended.
+    pub fn round(&mut self) {
+        let seen = self.seen as f64;
+        self.per_round = if self.per_round == 0.0 {
+            seen
+        } else {
+            0.8 * self.per_round + 0.2 * seen
+        };
+        self.seen = 0;
+    }
+
+    /// The expected gap between heartbeats of one of `members` peers:
+    /// `interval`, or longer when the digests received per round do not
+    /// cover them all.
+    pub fn expected_gap(&self, members: usize, interval: Duration) -> Duration {
+        let rounds = members as f64 / self.per_round;
+        if self.per_round > 0.0 && rounds > 1.0 {
+            interval.mul_f64(rounds)
+        } else {
+            interval
+        }
+    }
+}
+
 /// Arrival statistics of one peer: 16 bytes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Detector {
@@ -67,7 +128,7 @@ fn secs(d: Duration) -> f32 {
 
 impl Detector {
     /// A detector that has seen one heartbeat at `now` and expects one per
-    /// `interval`, give or take an interval (std = interval, as for
+    /// `gap` (the gossip interval), give or take a gap (std = gap, as for
     /// arrivals at random times) until it has learned the peer's pace.
     ///
     /// Why not Akka's bootstrap (std = interval / 4): in a large cluster a
@@ -75,11 +136,12 @@ impl Detector {
     /// irregularly, and a detector needs dozens of rounds to learn that. With
     /// interval / 4, the spreading experiment at 5,000 nodes saw 42 false
     /// suspicions per node per round after the join, and 506 (123 convicted)
-    /// at 10,000; with std = interval, 1.7 and (see BENCHMARKS.md) far fewer.
-    /// The price: a crash among 100 nodes is convicted a round later (12.2
-    /// rounds instead of 11.2).
-    pub fn new(now: Instant, interval: Duration) -> Self {
-        let mean = secs(interval);
+    /// at 10,000; with std = interval, 1.7 and 254 (5 convicted); with the
+    /// gap floor of [`Coverage`] as well, 0.027 and 0.00045 (none
+    /// convicted). The price of std = interval: a crash among 100 nodes is
+    /// convicted a round later (12.2 rounds instead of 11.2).
+    pub fn new(now: Instant, gap: Duration) -> Self {
+        let mean = secs(gap);
         Detector {
             last: now,
             mean,
@@ -105,8 +167,8 @@ impl Detector {
     /// How many standard deviations `elapsed` of silence lies past the
     /// expected arrival (shifted by the acceptable pause).
     fn standardized(&self, elapsed: Duration, p: &PhiParams) -> f64 {
-        let mean = f64::from(self.mean + p.acceptable_pause);
-        let std = f64::from(self.var.sqrt().max(p.min_std_dev));
+        let mean = f64::from(self.mean.max(p.gap_floor) + p.acceptable_pause);
+        let std = f64::from(self.var.sqrt().max(p.min_std_dev).max(p.gap_floor));
         (elapsed.as_secs_f64() - mean) / std
     }
 
@@ -142,13 +204,16 @@ mod tests {
         acceptable_pause: 2.0,
         smoothing: 0.1,
         y_floor: f64::MIN,
+        gap_floor: 0.0,
     };
 
     #[test]
     fn the_floor_never_hides_a_phi_above_the_threshold() {
-        for threshold in [1.0, 3.0, 8.0, 12.0] {
+        for (threshold, gap_floor) in [(1.0, 0.0), (3.0, 0.0), (8.0, 0.0), (12.0, 0.0), (8.0, 2.5)]
+        {
             let p = PhiParams {
                 y_floor: PhiParams::y_floor(threshold),
+                gap_floor,
                 ..P
             };
             assert!(phi_of(p.y_floor) < threshold, "floor below the crossing");
@@ -195,5 +260,43 @@ mod tests {
         }
         let silence = Duration::from_secs(6);
         assert!(bursty.phi_after(silence, &P) < steady.phi_after(silence, &P));
+    }
+
+    #[test]
+    fn coverage_stretches_the_expected_gap_only_when_digests_miss_members() {
+        let second = Duration::from_secs(1);
+        let mut c = Coverage::default();
+        assert_eq!(c.expected_gap(10_000, second), second, "no round yet");
+        c.saw(2_500);
+        c.round();
+        assert_eq!(c.expected_gap(10_000, second), 4 * second);
+        assert_eq!(c.expected_gap(2_000, second), second, "all covered");
+        // Smoothed: one round of twice the entries does not halve the gap.
+        c.saw(5_000);
+        c.round();
+        let gap = c.expected_gap(10_000, second);
+        assert!(gap > 3 * second && gap < 4 * second, "{gap:?}");
+    }
+
+    #[test]
+    fn the_gap_floor_keeps_a_fast_learned_pace_from_convicting_sparse_arrivals() {
+        let mut d = Detector::new(at(0.0), Duration::from_secs(1));
+        for i in 1..=30 {
+            d.heartbeat(at(f64::from(i)), &P);
+        }
+        let sparse = PhiParams {
+            gap_floor: 3.0,
+            ..P
+        };
+        let silence = Duration::from_secs(8);
+        assert!(d.phi_after(silence, &P) > 8.0, "learned 1 s: convicted");
+        assert!(
+            d.phi_after(silence, &sparse) < 1.0,
+            "expecting 3 s gaps: not"
+        );
+        assert!(
+            d.phi_after(Duration::from_secs(60), &sparse) > 8.0,
+            "a long silence still convicts"
+        );
     }
 }

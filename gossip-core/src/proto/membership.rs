@@ -36,14 +36,15 @@ pub(crate) struct Member {
 }
 
 impl Member {
-    /// A Live member with this heartbeat, first heard of at `now`.
-    pub fn new(heartbeat: u64, now: Instant, interval: Duration) -> Self {
+    /// A Live member with this heartbeat, first heard of at `now`, whose
+    /// heartbeats are expected every `gap` (see [`Detector::new`]).
+    pub fn new(heartbeat: u64, now: Instant, gap: Duration) -> Self {
         Member {
             heartbeat,
             max_version: 0,
             left: false,
             status: Status::Live,
-            detector: Detector::new(now, interval),
+            detector: Detector::new(now, gap),
             keys: None,
             mark: 0,
         }

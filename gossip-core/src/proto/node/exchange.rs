@@ -213,6 +213,7 @@ impl Node {
         // room the requests (which move state) leave in the reply.
         let mut newer: Vec<DigestEntry> = Vec::with_capacity(digest.len());
         let mut wanted: Vec<(Id, u64)> = Vec::new();
+        self.coverage.saw(digest.len());
         let slots = self.resolve(&digest);
         // Marks say which members the initiator mentioned.
         self.members.start_marking();
@@ -697,6 +698,12 @@ impl Node {
         i
     }
 
+    /// How often a new member's heartbeat is expected to reach us.
+    pub(super) fn expected_gap(&self) -> Duration {
+        self.coverage
+            .expected_gap(self.members.len(), self.config.gossip_interval)
+    }
+
     /// The Suspect or Dead member in slot `i` heartbeats again.
     pub(super) fn revive(&mut self, i: usize) {
         let from = self.members.set_status_at(i, Status::Live);
@@ -724,6 +731,7 @@ impl Node {
     /// remember what it has that we lack (asked for in our next digest).
     pub(super) fn on_synack(&mut self, now: Instant, sender: &Id, digest: Vec<DigestEntry>) {
         let mut wanted = Vec::new();
+        self.coverage.saw(digest.len());
         let slots = self.resolve(&digest);
         for (e, &slot) in digest.iter().zip(&slots) {
             match self.compare(now, e, slot) {

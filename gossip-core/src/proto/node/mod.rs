@@ -14,7 +14,7 @@ use crate::proto::codec::{self, cluster_id};
 use crate::proto::config::Config;
 use crate::proto::error::{ConfigError, RefuseReason, WriteError};
 use crate::proto::event::{Event, Status, StatusReason};
-use crate::proto::failure::PhiParams;
+use crate::proto::failure::{Coverage, PhiParams};
 use crate::proto::id::{Id, NodeId};
 use crate::proto::keyspace::{Change, Entry, Keyspace};
 use crate::proto::membership::{Forgotten, Member, Members};
@@ -136,6 +136,7 @@ pub struct Node {
     best_known: Option<(Id, u64)>,
     last_full_sweep: Option<Instant>,
     fd_cursor: usize,
+    coverage: Coverage,
     next_tick: Instant,
     last_activity: Instant,
     joined: bool,
@@ -166,6 +167,7 @@ impl Node {
             acceptable_pause: config.acceptable_pause.as_secs_f32(),
             smoothing: config.phi_smoothing as f32,
             y_floor: PhiParams::y_floor(config.phi_threshold),
+            gap_floor: 0.0,
         };
         let mut rng = StdRng::seed_from_u64(rng_seed);
         let own = Member::new(1, now, config.gossip_interval);
@@ -188,6 +190,7 @@ impl Node {
             best_known: None,
             last_full_sweep: None,
             fd_cursor: 0,
+            coverage: Coverage::default(),
             next_tick: now,
             last_activity: now,
             joined: false,
@@ -483,6 +486,13 @@ impl Node {
             return;
         }
         self.check_stall(now);
+        self.coverage.round();
+        let gap = self.expected_gap();
+        self.phi.gap_floor = if gap > self.config.gossip_interval {
+            gap.as_secs_f32()
+        } else {
+            0.0
+        };
         self.own_mut().heartbeat += 1;
         self.expire_ttls(now);
         self.check_failures(now);
