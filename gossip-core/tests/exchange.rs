@@ -370,3 +370,55 @@ fn two_nodes_claiming_one_name_are_reported() {
         "a claimant learns its name is taken"
     );
 }
+
+/// A message may name a member unknown to the receiver twice (a peer's bug,
+/// or an attacker): the second delta applies to the member the first one
+/// admitted, as if they had come in two messages, and the member is held once.
+#[test]
+fn a_message_naming_a_new_member_twice_admits_it_once() {
+    use gossip_core::proto::{Envelope, KeyUpdate, Message, NodeDelta, cluster_id};
+    use std::sync::Arc;
+
+    let config = Config::default();
+    let mut a = node(1, &[], config.clone());
+    let c = Arc::new(NodeId::new("n3", addr(3), 1));
+    let delta = |heartbeat, floor, key: &str, version| NodeDelta {
+        // Separate allocations, as decoded from the wire.
+        id: Arc::new((*c).clone()),
+        heartbeat,
+        left: false,
+        floor,
+        reset: false,
+        gc_version: 0,
+        max_version: version,
+        updates: vec![KeyUpdate {
+            key: key.to_owned(),
+            version,
+            value: Some(Bytes::from_static(b"v")),
+        }],
+    };
+    let envelope = Envelope {
+        cluster: cluster_id(&config.cluster),
+        from: Arc::new(NodeId::new("n2", addr(2), 1)),
+        message: Message::Ack {
+            delta: vec![delta(3, 0, "k1", 1), delta(5, 1, "k2", 2)],
+        },
+    };
+    a.handle_message(Instant::ZERO, addr(2), envelope)
+        .expect("a well-formed message from this cluster");
+    let held: Vec<_> = a
+        .members()
+        .into_iter()
+        .filter(|m| m.id.name == "n3")
+        .collect();
+    assert_eq!(held.len(), 1, "held once: {held:?}");
+    assert_eq!(
+        (held[0].heartbeat, held[0].max_version, held[0].keys),
+        (5, 2, 2)
+    );
+    assert_eq!(view(&a, "n3").len(), 2, "both updates applied");
+    let joined = std::iter::from_fn(|| a.poll_event())
+        .filter(|e| matches!(e, Event::MemberJoined { id } if id.name == "n3"))
+        .count();
+    assert_eq!(joined, 1, "one MemberJoined event");
+}
