@@ -422,3 +422,46 @@ fn a_message_naming_a_new_member_twice_admits_it_once() {
         .count();
     assert_eq!(joined, 1, "one MemberJoined event");
 }
+
+/// Detectors expect heartbeats no faster than the digests a node receives
+/// can bring them; a node that receives nothing at all (cut off) must not
+/// take that as heartbeats having become rare: it still suspects its peers.
+#[test]
+fn a_node_cut_off_from_everyone_still_suspects_its_peers() {
+    // The smallest digests: about 18 entries, fewer per round than the
+    // 150 members, so the expected-gap floor is in force.
+    let config = Config {
+        digest_bytes: 256,
+        ..Config::default()
+    };
+    let mut nodes: Vec<Node> = (1..=150).map(|i| node(i, &[1], config.clone())).collect();
+    let mut now = rounds(&mut nodes, Instant::ZERO, 40);
+    assert!(
+        nodes.iter().all(|n| n.members().len() == 150),
+        "the cluster formed"
+    );
+    let live = |n: &Node| {
+        n.members()
+            .iter()
+            .filter(|m| m.status == Status::Live)
+            .count()
+    };
+    assert_eq!(live(&nodes[0]), 150, "no suspicion before the cut");
+    // From now on node 1 hears nothing, and nobody hears it.
+    let (cut, rest) = nodes.split_at_mut(1);
+    for _ in 0..60 {
+        now += Duration::from_secs(1);
+        cut[0].handle_timeout(now);
+        while cut[0].poll_transmit().is_some() {}
+        for n in rest.iter_mut() {
+            n.handle_timeout(now);
+        }
+        settle(rest, now);
+    }
+    assert_eq!(live(&cut[0]), 1, "only itself is still Live");
+    assert!(
+        rest.iter()
+            .all(|n| n.member("n1").is_some_and(|m| m.status != Status::Live)),
+        "and the others no longer count it Live"
+    );
+}

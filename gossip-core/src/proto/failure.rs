@@ -68,42 +68,38 @@ fn phi_of(y: f64) -> f64 {
 /// so each peer's heartbeat arrives every few rounds, irregularly, and a
 /// detector that learned (or was started at) one round mistakes that for
 /// silence until it has learned better, which takes dozens of rounds: 254
-/// false suspicions per node per round right after a 10,000-node join. The
-/// coverage is measured, not configured: loss, fan-out and name lengths all
-/// change it. It is not used to start new detectors: right after a join it
-/// is far below its settled value, and a detector started that slow would
-/// take hundreds of rounds to notice a crash in a 100-node cluster.
+/// false suspicions per node per round right after a 10,000-node join.
+///
+/// The entries per digest are measured (name lengths and what peers hold
+/// change them); the digests per round follow from the fan-out: each round
+/// a node sends `fanout` Syns, gets as many SynAcks back and about as many
+/// Syns from others. Not measured per round: a node that hears nothing at
+/// all (cut off) must still suspect its peers, not conclude that heartbeats
+/// have become rare. Not used to start new detectors either: right after a
+/// join the digests are far smaller than they settle at, and a detector
+/// started that slow would take hundreds of rounds to notice a crash in a
+/// 100-node cluster.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Coverage {
-    /// Digest entries received since the last round.
-    seen: u64,
-    /// Smoothed digest entries received per round (0: no round yet).
-    per_round: f64,
+    /// Smoothed entries per digest received (`None`: no digest yet).
+    per_digest: Option<f64>,
 }
 
 impl Coverage {
-    /// Digest entries received (each may carry a newer heartbeat).
+    /// A digest of `entries` entries arrived (each may carry a newer
+    /// heartbeat).
     pub fn saw(&mut self, entries: usize) {
-        self.seen += entries as u64;
+        let x = entries as f64;
+        self.per_digest = Some(self.per_digest.map_or(x, |m| 0.9 * m + 0.1 * x));
     }
 
-    /// A round ended.
-    pub fn round(&mut self) {
-        let seen = self.seen as f64;
-        self.per_round = if self.per_round == 0.0 {
-            seen
-        } else {
-            0.8 * self.per_round + 0.2 * seen
-        };
-        self.seen = 0;
-    }
-
-    /// The expected gap between heartbeats of one of `members` peers:
-    /// `interval`, or longer when the digests received per round do not
-    /// cover them all.
-    pub fn expected_gap(&self, members: usize, interval: Duration) -> Duration {
-        let rounds = members as f64 / self.per_round;
-        if self.per_round > 0.0 && rounds > 1.0 {
+    /// The expected gap between heartbeats of one of `members` peers when
+    /// `fanout` exchanges start per `interval`: the interval, or longer when
+    /// the digests received in one do not cover every member.
+    pub fn expected_gap(&self, members: usize, fanout: usize, interval: Duration) -> Duration {
+        let per_round = self.per_digest.unwrap_or(0.0) * (2 * fanout) as f64;
+        let rounds = members as f64 / per_round;
+        if per_round > 0.0 && rounds > 1.0 {
             interval.mul_f64(rounds)
         } else {
             interval
@@ -266,16 +262,16 @@ mod tests {
     fn coverage_stretches_the_expected_gap_only_when_digests_miss_members() {
         let second = Duration::from_secs(1);
         let mut c = Coverage::default();
-        assert_eq!(c.expected_gap(10_000, second), second, "no round yet");
-        c.saw(2_500);
-        c.round();
-        assert_eq!(c.expected_gap(10_000, second), 4 * second);
-        assert_eq!(c.expected_gap(2_000, second), second, "all covered");
-        // Smoothed: one round of twice the entries does not halve the gap.
-        c.saw(5_000);
-        c.round();
-        let gap = c.expected_gap(10_000, second);
+        assert_eq!(c.expected_gap(10_000, 3, second), second, "no digest yet");
+        // Six digests a round (fan-out 3) of 500 entries: 3,000 of 10,000.
+        c.saw(500);
+        let gap = c.expected_gap(10_000, 3, second);
         assert!(gap > 3 * second && gap < 4 * second, "{gap:?}");
+        assert_eq!(c.expected_gap(2_000, 3, second), second, "all covered");
+        assert_eq!(c.expected_gap(10_000, 1, second), 10 * second, "fan-out 1");
+        // Smoothed: one digest twice as large barely moves it.
+        c.saw(1_000);
+        assert!(c.expected_gap(10_000, 3, second) > 3 * second);
     }
 
     #[test]

@@ -698,10 +698,13 @@ impl Node {
         i
     }
 
-    /// How often a new member's heartbeat is expected to reach us.
+    /// How often a peer's heartbeat can reach us at best (see [`Coverage`]).
     pub(super) fn expected_gap(&self) -> Duration {
-        self.coverage
-            .expected_gap(self.members.len(), self.config.gossip_interval)
+        self.coverage.expected_gap(
+            self.members.len(),
+            self.config.fanout,
+            self.config.gossip_interval,
+        )
     }
 
     /// The Suspect or Dead member in slot `i` heartbeats again.

@@ -486,7 +486,6 @@ impl Node {
             return;
         }
         self.check_stall(now);
-        self.coverage.round();
         let gap = self.expected_gap();
         self.phi.gap_floor = if gap > self.config.gossip_interval {
             gap.as_secs_f32()
