@@ -114,6 +114,8 @@ fn main() {
     let mean = |f: fn(&RumorReport) -> f64| reports.iter().map(f).sum::<f64>() / n;
     let rumor_mean = mean(|r| r.rumor_rounds);
     let rumor_max = reports.iter().map(|r| r.rumor_rounds).fold(0.0, f64::max);
+    // One hash over every seed's run (what `--json` reports as
+    // `trace_hash`); each seed's own is on its line above.
     let trace = reports
         .iter()
         .fold(0u64, |h, r| gossip::mem::sim::mix(h ^ r.trace_hash));
@@ -140,7 +142,7 @@ fn main() {
         println!("{out}");
     } else {
         println!(
-            "{} nodes, fanout {}, loss {}: rumor rounds mean {:.2}, max {:.2} over {} seed(s); {:.0} bytes per node per round; {} ms",
+            "{} nodes, fanout {}, loss {}: rumor rounds mean {:.2}, max {:.2} over {} seed(s); {:.0} bytes per node per round; trace of all seeds {trace:016x}; {} ms",
             args.nodes,
             args.fanout,
             args.loss,

@@ -133,8 +133,7 @@ impl Detector {
     /// interval / 4, the spreading experiment at 5,000 nodes saw 42 false
     /// suspicions per node per round after the join, and 506 (123 convicted)
     /// at 10,000; with std = interval, 1.7 and 254 (5 convicted); with the
-    /// gap floor of [`Coverage`] as well, 0.027 and 0.00045 (none
-    /// convicted). The price of std = interval: a crash among 100 nodes is
+    /// gap floor of [`Coverage`] as well, 0.33 and 0 (none convicted). The price of std = interval: a crash among 100 nodes is
     /// convicted a round later (12.2 rounds instead of 11.2).
     pub fn new(now: Instant, gap: Duration) -> Self {
         let mean = secs(gap);
