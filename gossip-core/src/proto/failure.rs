@@ -105,6 +105,13 @@ impl Coverage {
             interval
         }
     }
+
+    /// [`PhiParams::gap_floor`]: the expected gap in seconds where it is
+    /// longer than `interval`, else zero (no floor).
+    pub fn gap_floor(&self, members: usize, fanout: usize, interval: Duration) -> f32 {
+        let gap = self.expected_gap(members, fanout, interval);
+        if gap > interval { secs(gap) } else { 0.0 }
+    }
 }
 
 /// Arrival statistics of one peer: 16 bytes.
@@ -124,7 +131,7 @@ fn secs(d: Duration) -> f32 {
 
 impl Detector {
     /// A detector that has seen one heartbeat at `now` and expects one per
-    /// `gap` (the gossip interval), give or take a gap (std = gap, as for
+    /// `interval`, give or take an interval (std = interval, as for
     /// arrivals at random times) until it has learned the peer's pace.
     ///
     /// Why not Akka's bootstrap (std = interval / 4): in a large cluster a
@@ -133,10 +140,11 @@ impl Detector {
     /// interval / 4, the spreading experiment at 5,000 nodes saw 42 false
     /// suspicions per node per round after the join, and 506 (123 convicted)
     /// at 10,000; with std = interval, 1.7 and 254 (5 convicted); with the
-    /// gap floor of [`Coverage`] as well, 0.33 and 0 (none convicted). The price of std = interval: a crash among 100 nodes is
-    /// convicted a round later (12.2 rounds instead of 11.2).
-    pub fn new(now: Instant, gap: Duration) -> Self {
-        let mean = secs(gap);
+    /// gap floor of [`Coverage`] as well, 0.33 and 0 (none convicted). The
+    /// price of std = interval: a crash among 100 nodes is convicted a
+    /// round later (12.2 rounds instead of 11.2).
+    pub fn new(now: Instant, interval: Duration) -> Self {
+        let mean = secs(interval);
         Detector {
             last: now,
             mean,

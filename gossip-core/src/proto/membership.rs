@@ -37,14 +37,15 @@ pub(crate) struct Member {
 
 impl Member {
     /// A Live member with this heartbeat, first heard of at `now`, whose
-    /// heartbeats are expected every `gap` (see [`Detector::new`]).
-    pub fn new(heartbeat: u64, now: Instant, gap: Duration) -> Self {
+    /// heartbeats are expected every `interval` until its detector learns
+    /// better (see [`Detector::new`]).
+    pub fn new(heartbeat: u64, now: Instant, interval: Duration) -> Self {
         Member {
             heartbeat,
             max_version: 0,
             left: false,
             status: Status::Live,
-            detector: Detector::new(now, gap),
+            detector: Detector::new(now, interval),
             keys: None,
             mark: 0,
         }

@@ -213,7 +213,6 @@ impl Node {
         // room the requests (which move state) leave in the reply.
         let mut newer: Vec<DigestEntry> = Vec::with_capacity(digest.len());
         let mut wanted: Vec<(Id, u64)> = Vec::new();
-        self.coverage.saw(digest.len());
         let slots = self.resolve(&digest);
         // Marks say which members the initiator mentioned.
         self.members.start_marking();
@@ -307,10 +306,13 @@ impl Node {
         );
     }
 
-    /// The slot of every entry's member (see [`Members::find_ids`]), looked
-    /// up before any entry is acted on: comparing entries never moves a
-    /// member, so the slots stay right.
-    pub(super) fn resolve(&self, digest: &[DigestEntry]) -> Vec<Option<u32>> {
+    /// Takes in a digest received: counts its entries toward the coverage
+    /// failure detection relies on, and returns the slot of every entry's
+    /// member (see [`Members::find_ids`]), looked up before any entry is
+    /// acted on: comparing entries never moves a member, so the slots stay
+    /// right.
+    pub(super) fn resolve(&mut self, digest: &[DigestEntry]) -> Vec<Option<u32>> {
+        self.coverage.saw(digest.len());
         self.members.find_ids(digest.iter().map(|e| &e.id))
     }
 
@@ -502,7 +504,7 @@ impl Node {
     pub(super) fn apply_delta(
         &mut self,
         now: Instant,
-        d: NodeDelta,
+        mut d: NodeDelta,
         found: Option<usize>,
         paged: bool,
     ) {
@@ -515,32 +517,13 @@ impl Node {
         if self.forgotten.contains(&d.id) {
             return;
         }
-        let NodeDelta {
-            id,
-            heartbeat,
-            left,
-            floor,
-            reset,
-            gc_version,
-            max_version,
-            updates,
-        } = d;
         let (i, fresh) = match found {
             // The delta's identity moves into the table.
-            None => match self.admit(now, id) {
+            None => match self.admit(now, d.id) {
                 Some(Ok(i)) => (i, true),
                 // An earlier delta of this very message brought the name.
                 Some(Err((i, id))) => {
-                    let d = NodeDelta {
-                        id,
-                        heartbeat,
-                        left,
-                        floor,
-                        reset,
-                        gc_version,
-                        max_version,
-                        updates,
-                    };
+                    d.id = id;
                     return self.apply_delta(now, d, Some(i), paged);
                 }
                 None => {
@@ -550,13 +533,13 @@ impl Node {
             },
             Some(i) => {
                 let ours = self.members.at(i).0;
-                if ours.generation < id.generation {
-                    (self.restarted(now, id, i), true)
-                } else if ours.generation > id.generation {
+                if ours.generation < d.id.generation {
+                    (self.restarted(now, d.id, i), true)
+                } else if ours.generation > d.id.generation {
                     return;
-                } else if ours.addr != id.addr {
+                } else if ours.addr != d.id.addr {
                     let existing = ours.clone();
-                    self.report_conflict(existing, id);
+                    self.report_conflict(existing, d.id);
                     return;
                 } else {
                     (i, false)
@@ -566,12 +549,12 @@ impl Node {
         let phi = self.phi;
         // Identities are cloned only where an event or a list keeps one.
         let (owner, m) = self.members.at_mut(i);
-        let revived = m.observe(heartbeat, now, &phi);
-        let announced = left && !m.left;
-        m.left |= left;
+        let revived = m.observe(d.heartbeat, now, &phi);
+        let announced = d.left && !m.left;
+        m.left |= d.left;
         let old_mv = m.max_version;
         let mut gone: Vec<String> = Vec::new();
-        if reset && m.max_version < gc_version {
+        if d.reset && m.max_version < d.gc_version {
             // We are older than tombstones the peer has forgotten: start over.
             let old = m.keys.take();
             gone = old
@@ -580,10 +563,10 @@ impl Node {
                 .filter(|(_, e)| e.value.is_some())
                 .map(|(k, _)| k.clone())
                 .collect();
-            m.keyspace_mut().gc_version = gc_version;
+            m.keyspace_mut().gc_version = d.gc_version;
             m.max_version = 0;
         }
-        let applicable = floor <= m.max_version;
+        let applicable = d.floor <= m.max_version;
         let mut changes: Vec<Event> = Vec::new();
         if applicable {
             let (max_keys, max_key, max_value) = (
@@ -592,8 +575,8 @@ impl Node {
                 self.config.max_value_bytes,
             );
             let base = m.max_version;
-            let mut complete = max_version;
-            for u in updates {
+            let mut complete = d.max_version;
+            for u in d.updates {
                 if u.version <= base {
                     continue;
                 }
@@ -698,15 +681,6 @@ impl Node {
         i
     }
 
-    /// How often a peer's heartbeat can reach us at best (see [`Coverage`]).
-    pub(super) fn expected_gap(&self) -> Duration {
-        self.coverage.expected_gap(
-            self.members.len(),
-            self.config.fanout,
-            self.config.gossip_interval,
-        )
-    }
-
     /// The Suspect or Dead member in slot `i` heartbeats again.
     pub(super) fn revive(&mut self, i: usize) {
         let from = self.members.set_status_at(i, Status::Live);
@@ -734,7 +708,6 @@ impl Node {
     /// remember what it has that we lack (asked for in our next digest).
     pub(super) fn on_synack(&mut self, now: Instant, sender: &Id, digest: Vec<DigestEntry>) {
         let mut wanted = Vec::new();
-        self.coverage.saw(digest.len());
         let slots = self.resolve(&digest);
         for (e, &slot) in digest.iter().zip(&slots) {
             match self.compare(now, e, slot) {

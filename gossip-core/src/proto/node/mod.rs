@@ -486,12 +486,11 @@ impl Node {
             return;
         }
         self.check_stall(now);
-        let gap = self.expected_gap();
-        self.phi.gap_floor = if gap > self.config.gossip_interval {
-            gap.as_secs_f32()
-        } else {
-            0.0
-        };
+        self.phi.gap_floor = self.coverage.gap_floor(
+            self.members.len(),
+            self.config.fanout,
+            self.config.gossip_interval,
+        );
         self.own_mut().heartbeat += 1;
         self.expire_ttls(now);
         self.check_failures(now);
