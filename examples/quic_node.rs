@@ -156,7 +156,7 @@ fn protocol_config(args: &RunArgs) -> Config {
         config.suspect_timeout = i * 4;
         config.stall_threshold = i * 6;
         config.join_retry_min = i;
-        config.join_retry_max = i * 20;
+        config.join_retry_max = i;
     }
     if let Some(f) = args.fanout {
         config.fanout = f;

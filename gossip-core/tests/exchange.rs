@@ -318,22 +318,36 @@ fn leave_is_announced_and_seen_as_left() {
 
 #[test]
 fn a_node_started_before_its_seed_still_joins() {
-    let mut early = vec![node(1, &[2], Config::default())];
-    // Its seed does not exist yet: join attempts go nowhere, with backoff.
-    let mut now = Instant::ZERO;
-    let mut attempts = 0;
-    for _ in 0..20 {
-        now += Duration::from_secs(1);
-        early[0].handle_timeout(now);
-        while early[0].poll_transmit().is_some() {
-            attempts += 1;
+    // Its seed does not exist yet: join attempts go nowhere. By default
+    // they stay frequent (every round); a longer cap backs off to it.
+    let attempts = |config: Config| {
+        let mut n = node(1, &[2], config);
+        let mut now = Instant::ZERO;
+        let mut attempts = 0;
+        for _ in 0..20 {
+            now += Duration::from_secs(1);
+            n.handle_timeout(now);
+            while n.poll_transmit().is_some() {
+                attempts += 1;
+            }
         }
-    }
+        (n, now, attempts)
+    };
+    let backing_off = Config {
+        join_retry_max: Duration::from_secs(4),
+        ..Config::default()
+    };
+    let (_, _, sparse) = attempts(backing_off);
     assert!(
-        (3..=8).contains(&attempts),
-        "retries back off: {attempts} attempts in 20 s"
+        (4..=7).contains(&sparse),
+        "1 s, 2 s, then every 4 s over 20 s: {sparse}"
     );
-    let mut nodes = vec![early.remove(0), node(2, &[], Config::default())];
+    let (early, now, frequent) = attempts(Config::default());
+    assert!(
+        frequent >= 12,
+        "every round while alone: {frequent} in 20 s"
+    );
+    let mut nodes = vec![early, node(2, &[], Config::default())];
     rounds(&mut nodes, now, 35);
     assert!(nodes[0].is_joined());
     assert_eq!(nodes[0].member_count(), 2);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gossip_mem::sim::scenario::{self, Kind, ScenarioConfig, ScenarioReport};
+use gossip_mem::sim::scenario::{self, Before, Kind, ScenarioConfig, ScenarioReport};
 
 fn run(kind: Kind, nodes: usize, loss: f64, duration: f64, seed: u64) -> ScenarioReport {
     let mut sim = scenario::config(seed, 3, 0.0);
@@ -14,6 +14,7 @@ fn run(kind: Kind, nodes: usize, loss: f64, duration: f64, seed: u64) -> Scenari
         nodes,
         loss,
         duration,
+        before: Before::Nothing,
         full_checks: true,
         sim,
     };
@@ -55,7 +56,7 @@ fn a_paused_node_convicts_nobody_and_comes_back() {
 
 #[test]
 fn a_partition_heals_by_itself() {
-    let r = run(Kind::Partition, 100, 0.0, 0.0, 5);
+    let r = run(Kind::Partition, 100, 0.0, 60.0, 5);
     let h = r.heal_rounds.expect("healed");
     assert!(h <= 20.0, "heal took {h} rounds");
 }

@@ -61,4 +61,9 @@ pub enum RefuseReason {
     /// name and generation).
     #[error("message from ourselves")]
     FromSelf,
+    /// Names a node whose name is longer than `max_name_bytes` (its
+    /// sender or any member it describes). No honest node sends one: none
+    /// admits such a name.
+    #[error("node name too long")]
+    NameTooLong,
 }

@@ -25,9 +25,23 @@ pub(crate) struct PhiParams {
     /// learned a faster pace (from a burst of updates, or while the cluster
     /// was smaller) do not mistake the sparser arrivals for silence.
     pub gap_floor: f32,
+    /// Seconds: an inter-arrival gap longer than this is an outage (a
+    /// partition, a pause of the peer, a run of lost messages), not the
+    /// peer's pace, and is not learned (as in Cassandra, which drops gaps
+    /// over 2 s at a 1 s interval). Learned, one 40 s gap after a healed
+    /// partition made a later crash of that peer take 53 rounds to
+    /// convict instead of 11. See [`PhiParams::max_sample_for`].
+    pub max_sample: f32,
 }
 
 impl PhiParams {
+    /// [`max_sample`](Self::max_sample) for a gossip `interval`, an
+    /// `acceptable_pause` and the current gap floor (seconds): the pause
+    /// plus two of the gaps heartbeats are expected at.
+    pub fn max_sample_for(interval: Duration, acceptable_pause: Duration, gap_floor: f32) -> f32 {
+        secs(acceptable_pause) + 2.0 * secs(interval).max(gap_floor)
+    }
+
     /// The standardized silence `y` at which phi reaches `threshold`, less
     /// a margin for rounding: phi grows with `y`, so a smaller `y` needs no
     /// logarithm to know it is below. Found by bisection, once per node.
@@ -79,6 +93,10 @@ fn phi_of(y: f64) -> f64 {
 /// join the digests are far smaller than they settle at, and a detector
 /// started that slow would take hundreds of rounds to notice a crash in a
 /// 100-node cluster.
+/// Most intervals [`Coverage`] expects between two heartbeats of a peer:
+/// 10,000 members with 16 KiB digests need about 3.
+pub(crate) const MAX_GAP_ROUNDS: f64 = 8.0;
+
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Coverage {
     /// Smoothed entries per digest received (`None`: no digest yet).
@@ -96,11 +114,16 @@ impl Coverage {
     /// The expected gap between heartbeats of one of `members` peers when
     /// `fanout` exchanges start per `interval`: the interval, or longer when
     /// the digests received in one do not cover every member.
+    ///
+    /// Capped at [`MAX_GAP_ROUNDS`] intervals: the average comes from what
+    /// peers send, and a peer sending empty digests must neither stop this
+    /// node from suspecting anyone nor reach arithmetic that panics.
     pub fn expected_gap(&self, members: usize, fanout: usize, interval: Duration) -> Duration {
-        let per_round = self.per_digest.unwrap_or(0.0) * (2 * fanout) as f64;
-        let rounds = members as f64 / per_round;
+        let per_round = self.per_digest.unwrap_or(0.0) * fanout.saturating_mul(2) as f64;
+        let rounds = (members as f64 / per_round).min(MAX_GAP_ROUNDS);
         if per_round > 0.0 && rounds > 1.0 {
-            interval.mul_f64(rounds)
+            // `rounds` is finite and in (1, MAX_GAP_ROUNDS]: cannot overflow.
+            Duration::try_from_secs_f64(interval.as_secs_f64() * rounds).unwrap_or(interval)
         } else {
             interval
         }
@@ -155,11 +178,14 @@ impl Detector {
     /// Records that a newer heartbeat arrived at `now`.
     pub fn heartbeat(&mut self, now: Instant, p: &PhiParams) {
         let x = secs(now.saturating_since(self.last));
+        self.last = now;
+        if x > p.max_sample {
+            return;
+        }
         let diff = x - self.mean;
         let incr = p.smoothing * diff;
         self.mean += incr;
         self.var = (1.0 - p.smoothing) * (self.var + diff * incr);
-        self.last = now;
     }
 
     /// Forgets the silence so far: used when this node itself was stalled.
@@ -208,6 +234,7 @@ mod tests {
         smoothing: 0.1,
         y_floor: f64::MIN,
         gap_floor: 0.0,
+        max_sample: f32::MAX,
     };
 
     #[test]
@@ -266,6 +293,62 @@ mod tests {
     }
 
     #[test]
+    fn an_outage_is_not_learned_as_the_peers_pace() {
+        let capped = PhiParams {
+            max_sample: PhiParams::max_sample_for(
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+                0.0,
+            ),
+            ..P
+        };
+        let mut learned = Detector::new(at(0.0), Duration::from_secs(1));
+        let mut capped_d = learned;
+        let mut t = 0.0;
+        for _ in 0..30 {
+            t += 1.0;
+            learned.heartbeat(at(t), &P);
+            capped_d.heartbeat(at(t), &capped);
+        }
+        // A 40 s partition, then regular heartbeats again.
+        t += 40.0;
+        learned.heartbeat(at(t), &P);
+        capped_d.heartbeat(at(t), &capped);
+        for _ in 0..10 {
+            t += 1.0;
+            learned.heartbeat(at(t), &P);
+            capped_d.heartbeat(at(t), &capped);
+        }
+        let silence = Duration::from_secs(10);
+        assert!(
+            learned.phi_after(silence, &P) < 1.0,
+            "the learned outage hides a crash"
+        );
+        assert!(
+            capped_d.phi_after(silence, &capped) > 8.0,
+            "dropping the outage sample keeps the pace"
+        );
+        assert_eq!(capped_d.last, at(t), "the clock still moves on");
+    }
+
+    #[test]
+    fn empty_digests_neither_panic_nor_silence_detection() {
+        let second = Duration::from_secs(1);
+        let mut c = Coverage::default();
+        c.saw(3);
+        for _ in 0..5_000 {
+            c.saw(0);
+        }
+        for members in [0, 1, 1_000, usize::MAX] {
+            for fanout in [1, 3, usize::MAX] {
+                let gap = c.expected_gap(members, fanout, second);
+                assert!(gap <= second.mul_f64(MAX_GAP_ROUNDS), "{gap:?}");
+                let _ = c.gap_floor(members, fanout, second);
+            }
+        }
+    }
+
+    #[test]
     fn coverage_stretches_the_expected_gap_only_when_digests_miss_members() {
         let second = Duration::from_secs(1);
         let mut c = Coverage::default();
@@ -275,7 +358,11 @@ mod tests {
         let gap = c.expected_gap(10_000, 3, second);
         assert!(gap > 3 * second && gap < 4 * second, "{gap:?}");
         assert_eq!(c.expected_gap(2_000, 3, second), second, "all covered");
-        assert_eq!(c.expected_gap(10_000, 1, second), 10 * second, "fan-out 1");
+        assert_eq!(
+            c.expected_gap(10_000, 1, second),
+            second.mul_f64(MAX_GAP_ROUNDS),
+            "fan-out 1: 10 rounds, capped"
+        );
         // Smoothed: one digest twice as large barely moves it.
         c.saw(1_000);
         assert!(c.expected_gap(10_000, 3, second) > 3 * second);

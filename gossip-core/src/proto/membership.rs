@@ -495,37 +495,84 @@ impl Members {
     }
 }
 
-/// Names of forgotten incarnations, so a stale peer cannot bring them back.
+/// One forgotten incarnation: who it was, the last heartbeat seen of it,
+/// and when this node last knocked on it.
+#[derive(Clone, Debug)]
+pub(crate) struct Gone {
+    pub id: Id,
+    pub heartbeat: u64,
+    pub knocked: Option<Instant>,
+}
+
+/// Forgotten incarnations, so a stale peer cannot bring them back.
 /// Bounded: the oldest records go first.
+///
+/// The rule (see [`Config::grace_period`](crate::proto::Config::grace_period)):
+/// relayed state about a forgotten incarnation is never adopted; only the
+/// incarnation itself, talking to this node, brings it back. Relayed state
+/// showing a heartbeat above the one it was forgotten at is a hint that it
+/// lives on (behind a healed partition): this node then knocks on it, and
+/// its answer, if it runs, re-admits it.
 #[derive(Debug, Default)]
 pub(crate) struct Forgotten {
-    generation: BTreeMap<String, u64>,
+    by_name: BTreeMap<String, Gone>,
     order: VecDeque<String>,
 }
 
 impl Forgotten {
-    pub fn insert(&mut self, id: &Id, cap: usize) {
-        if self
-            .generation
-            .insert(id.name.clone(), id.generation)
-            .is_none()
-        {
+    /// Records that `id` was forgotten at `heartbeat`.
+    pub fn insert(&mut self, id: &Id, heartbeat: u64, cap: usize) {
+        let gone = Gone {
+            id: id.clone(),
+            heartbeat,
+            knocked: None,
+        };
+        if self.by_name.insert(id.name.clone(), gone).is_none() {
             self.order.push_back(id.name.clone());
         }
         while self.order.len() > cap {
             if let Some(name) = self.order.pop_front() {
-                self.generation.remove(&name);
+                self.by_name.remove(&name);
             }
         }
     }
 
     /// Whether this incarnation (or a newer one of the name) was forgotten.
     pub fn contains(&self, id: &Id) -> bool {
-        !self.generation.is_empty()
+        !self.by_name.is_empty()
             && self
-                .generation
+                .by_name
                 .get(&id.name)
-                .is_some_and(|&g| id.generation <= g)
+                .is_some_and(|g| id.generation <= g.id.generation)
+    }
+
+    /// The record of a name, if it was forgotten.
+    pub fn get(&self, name: &str) -> Option<&Gone> {
+        if self.by_name.is_empty() {
+            return None;
+        }
+        self.by_name.get(name)
+    }
+
+    /// The record of a name, mutable.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Gone> {
+        self.by_name.get_mut(name)
+    }
+
+    /// Drops the record of a name (it came back). O(records), and rare.
+    pub fn remove(&mut self, name: &str) -> Option<Gone> {
+        let gone = self.by_name.remove(name)?;
+        self.order.retain(|n| n != name);
+        Some(gone)
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// The `i`-th oldest record.
+    pub fn nth(&self, i: usize) -> Option<&Gone> {
+        self.order.get(i).and_then(|n| self.by_name.get(n))
     }
 }
 

@@ -216,6 +216,20 @@ pub(crate) mod size {
 }
 
 impl Envelope {
+    /// Whether every node name in this envelope (its sender's and every
+    /// member it describes) is at most `max` bytes long.
+    pub fn names_within(&self, max: usize) -> bool {
+        let ok = |id: &Id| id.name.len() <= max;
+        ok(&self.from)
+            && match &self.message {
+                Message::Syn { digest, .. } => digest.iter().all(|e| ok(&e.id)),
+                Message::SynAck { digest, delta, .. } => {
+                    digest.iter().all(|e| ok(&e.id)) && delta.iter().all(|d| ok(&d.id))
+                }
+                Message::Ack { delta } => delta.iter().all(|d| ok(&d.id)),
+            }
+    }
+
     /// Exact length of this envelope once encoded, version byte included.
     pub fn encoded_len(&self) -> usize {
         self.len_with_message(size::message(&self.message))

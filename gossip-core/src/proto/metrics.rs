@@ -2,19 +2,48 @@
 
 use crate::proto::error::RefuseReason;
 
-/// Incoming messages refused, by reason.
+/// What this node refused, by reason: whole messages, and parts of
+/// messages it otherwise accepted (updates, members).
+///
+/// Every refusal is counted here; nothing a peer sends is dropped without a
+/// counter saying why.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Refused {
-    /// Larger than `max_message_bytes`.
+    /// Messages larger than `max_message_bytes`.
     pub oversized: u64,
-    /// Undecodable.
+    /// Undecodable messages.
     pub malformed: u64,
-    /// Another protocol version.
+    /// Messages of another protocol version.
     pub wrong_version: u64,
-    /// Another cluster.
+    /// Messages of another cluster.
     pub wrong_cluster: u64,
-    /// Claimed to be from this node.
+    /// Messages that claimed to be from this node.
     pub from_self: u64,
+    /// Messages naming a node whose name is longer than `max_name_bytes`.
+    pub name_too_long: u64,
+    /// Updates whose key is longer than `max_key_bytes` (skipped; the rest
+    /// of the delta applies).
+    pub key_too_long: u64,
+    /// Updates whose value is larger than `max_value_bytes` (skipped).
+    pub value_too_large: u64,
+    /// Updates of a new key for an owner holding `max_keys_per_node` keys
+    /// already (skipped).
+    pub keyspace_full: u64,
+    /// Members not admitted because `max_nodes` were known already.
+    pub table_full: u64,
+    /// Relayed state about an incarnation this node forgot (a stale peer;
+    /// see `Config::grace_period`). Not a fault: counted to show it works.
+    pub forgotten: u64,
+}
+
+/// A refused part of an accepted message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PartRefused {
+    KeyTooLong,
+    ValueTooLarge,
+    KeyspaceFull,
+    TableFull,
+    Forgotten,
 }
 
 impl Refused {
@@ -25,13 +54,36 @@ impl Refused {
             RefuseReason::WrongVersion => &mut self.wrong_version,
             RefuseReason::WrongCluster => &mut self.wrong_cluster,
             RefuseReason::FromSelf => &mut self.from_self,
+            RefuseReason::NameTooLong => &mut self.name_too_long,
         };
         *c += 1;
     }
 
-    /// All refusals.
+    pub(crate) fn count_part(&mut self, part: PartRefused) {
+        let c = match part {
+            PartRefused::KeyTooLong => &mut self.key_too_long,
+            PartRefused::ValueTooLarge => &mut self.value_too_large,
+            PartRefused::KeyspaceFull => &mut self.keyspace_full,
+            PartRefused::TableFull => &mut self.table_full,
+            PartRefused::Forgotten => &mut self.forgotten,
+        };
+        *c += 1;
+    }
+
+    /// Whole messages refused.
     pub fn total(&self) -> u64 {
-        self.oversized + self.malformed + self.wrong_version + self.wrong_cluster + self.from_self
+        self.oversized
+            + self.malformed
+            + self.wrong_version
+            + self.wrong_cluster
+            + self.from_self
+            + self.name_too_long
+    }
+
+    /// Parts of accepted messages refused by a limit (updates and members;
+    /// [`forgotten`](Self::forgotten) is not a limit and not included).
+    pub fn parts(&self) -> u64 {
+        self.key_too_long + self.value_too_large + self.keyspace_full + self.table_full
     }
 }
 
@@ -48,14 +100,12 @@ pub struct Metrics {
     pub messages_out: u64,
     /// Encoded bytes of messages queued for sending.
     pub bytes_out: u64,
-    /// Messages refused, by reason.
+    /// What was refused, by reason.
     pub refused: Refused,
     /// Key updates applied from peers.
     pub updates_applied: u64,
     /// Deltas that could not be applied (gap, unknown base).
     pub deltas_skipped: u64,
-    /// Nodes not admitted because `max_nodes` was reached.
-    pub nodes_refused: u64,
     /// Live → Suspect transitions.
     pub suspicions: u64,
     /// Suspect → Dead transitions.
@@ -66,6 +116,12 @@ pub struct Metrics {
     pub transmits_dropped: u64,
     /// Events dropped because the queue was full.
     pub events_dropped: u64,
+    /// Messages sent to forgotten or unreachable members to find out
+    /// whether they are back (see [`Config::grace_period`](crate::proto::Config::grace_period)).
+    pub knocks: u64,
+    /// Log lines about a misbehaving peer left out because one about the
+    /// same peer was written less than an interval before.
+    pub logs_suppressed: u64,
 }
 
 /// Point-in-time sizes of one node's view.

@@ -11,6 +11,7 @@ pub mod event;
 mod failure;
 pub mod id;
 mod keyspace;
+mod loglimit;
 mod membership;
 pub mod message;
 pub mod metrics;

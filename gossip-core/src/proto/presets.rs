@@ -29,7 +29,7 @@ impl Config {
     ///   (~5.5 s) and well under Cassandra's (~18 s).
     /// - `stall_threshold` 3 s: six missed rounds of our own means we were
     ///   stalled, not the peers.
-    /// - Joins retry from 500 ms, backing off to 10 s.
+    /// - Joins retry every 500 ms while alone.
     pub fn lan() -> Self {
         Config {
             gossip_interval: Duration::from_millis(500),
@@ -40,7 +40,7 @@ impl Config {
             suspect_timeout: Duration::from_secs(2),
             stall_threshold: Duration::from_secs(3),
             join_retry_min: Duration::from_millis(500),
-            join_retry_max: Duration::from_secs(10),
+            join_retry_max: Duration::from_millis(500),
             ..Config::default()
         }
     }
@@ -58,7 +58,7 @@ impl Config {
     ///   declared dead.
     /// - `unreachable_probability` and `seed_probability` 0.2: partitions are
     ///   more likely than on a LAN, so probe the other side more often.
-    /// - `stall_threshold` 12 s and joins retrying from 2 s up to 60 s.
+    /// - `stall_threshold` 12 s and joins retrying every 2 s while alone.
     pub fn wan() -> Self {
         Config {
             gossip_interval: Duration::from_secs(2),
@@ -72,7 +72,7 @@ impl Config {
             suspect_timeout: Duration::from_secs(10),
             stall_threshold: Duration::from_secs(12),
             join_retry_min: Duration::from_secs(2),
-            join_retry_max: Duration::from_secs(60),
+            join_retry_max: Duration::from_secs(2),
             ..Config::default()
         }
     }
@@ -92,7 +92,7 @@ impl Config {
     ///   late was starved of CPU; it must not convict its peers on waking.
     /// - `grace_period` 60 s: dead and left nodes are still listed for the
     ///   length of a test, yet a long-running demo forgets them.
-    /// - Joins retry from 100 ms up to 1 s, so a node started before its
+    /// - Joins retry every 100 ms while alone, so a node started before its
     ///   seeds joins quickly.
     pub fn local() -> Self {
         Config {
@@ -105,7 +105,7 @@ impl Config {
             stall_threshold: Duration::from_millis(500),
             grace_period: Duration::from_secs(60),
             join_retry_min: Duration::from_millis(100),
-            join_retry_max: Duration::from_secs(1),
+            join_retry_max: Duration::from_millis(100),
             ..Config::default()
         }
     }

@@ -188,6 +188,8 @@ pub enum Kind {
     Churn,
     /// A steady cluster under message loss.
     Loss,
+    /// Nodes started at once join through one seed (under `loss`).
+    Join,
 }
 
 impl std::str::FromStr for Kind {
@@ -199,9 +201,10 @@ impl std::str::FromStr for Kind {
             "partition" => Kind::Partition,
             "churn" => Kind::Churn,
             "loss" => Kind::Loss,
+            "join" => Kind::Join,
             other => {
                 return Err(format!(
-                    "unknown scenario {other:?} (crash, pause, partition, churn, loss)"
+                    "unknown scenario {other:?} (crash, pause, partition, churn, loss, join)"
                 ));
             }
         })
@@ -217,7 +220,32 @@ impl Kind {
             Kind::Partition => "partition",
             Kind::Churn => "churn",
             Kind::Loss => "loss",
+            Kind::Join => "join",
         }
+    }
+}
+
+/// What happens to the victim of the crash scenario before it crashes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Before {
+    /// Nothing: a fresh, steady cluster.
+    Nothing,
+    /// Its half of the cluster is cut off from the other for 40 rounds,
+    /// healed 10 rounds before the crash.
+    Partition,
+    /// It stops for 30 rounds, resumed 10 rounds before the crash.
+    Pause,
+}
+
+impl std::str::FromStr for Before {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "nothing" => Before::Nothing,
+            "partition" => Before::Partition,
+            "pause" => Before::Pause,
+            other => return Err(format!("unknown {other:?} (partition, pause)")),
+        })
     }
 }
 
@@ -228,6 +256,8 @@ pub struct ScenarioReport {
     pub scenario: Kind,
     /// Nodes at the start.
     pub nodes: usize,
+    /// Join: rounds from the start until every node knew every other one.
+    pub join_rounds: Option<f64>,
     /// Crash: rounds from the crash until every live node marked it Dead.
     pub detection_rounds: Option<f64>,
     /// Pause: rounds from the resume until every node sees it Live again.
@@ -256,8 +286,11 @@ pub struct ScenarioConfig {
     pub nodes: usize,
     /// Message loss (all scenarios; `loss` uses it throughout).
     pub loss: f64,
-    /// Loss scenario: rounds to run. Churn: rounds of churn.
+    /// Loss scenario: rounds to run. Churn: rounds of churn. Partition:
+    /// rounds the partition lasts.
     pub duration: f64,
+    /// Crash scenario: what the victim went through first.
+    pub before: Before,
     /// Run invariant checks over the whole cluster every round (slow at
     /// thousands of nodes; event checks always run).
     pub full_checks: bool,
@@ -325,6 +358,7 @@ impl Run {
         ScenarioReport {
             scenario,
             nodes,
+            join_rounds: None,
             detection_rounds: None,
             recovery_rounds: None,
             heal_rounds: None,
@@ -341,6 +375,9 @@ impl Run {
 /// Runs one failure scenario. Returns `None` if the cluster did not even
 /// form (membership did not converge within 200 rounds).
 pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
+    if kind == Kind::Join {
+        return Some(join(cfg));
+    }
     let mut run = Run::start(cfg)?;
     let n = cfg.nodes;
     let full = cfg.full_checks;
@@ -351,6 +388,24 @@ pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
     let victim_name = format!("n{victim}");
     match kind {
         Kind::Crash => {
+            match cfg.before {
+                Before::Nothing => {}
+                Before::Partition => {
+                    let side = |i: usize| u32::from((i < n / 2) == (victim < n / 2));
+                    for i in 0..n {
+                        run.sim.set_group(i, side(i));
+                    }
+                    run.run(40.0, full, &mut |_, _| {});
+                    run.sim.heal();
+                    run.run(10.0, full, &mut |_, _| {});
+                }
+                Before::Pause => {
+                    run.sim.pause(victim);
+                    run.run(30.0, full, &mut |_, _| {});
+                    run.sim.resume(victim, &mut |_, _| {});
+                    run.run(10.0, full, &mut |_, _| {});
+                }
+            }
             let t0 = run.sim.now();
             run.sim.crash(victim);
             let seen = Cell::new(0usize);
@@ -417,7 +472,7 @@ pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
             for i in 0..n {
                 run.sim.set_group(i, if i < n / 2 { 1 } else { 2 });
             }
-            for round in 0..60 {
+            for round in 0..cfg.duration as usize {
                 if round % 10 == 0 {
                     for (side, writer) in [
                         (0, 1 + round % (n / 2).max(1)),
@@ -445,11 +500,35 @@ pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
             Some(r)
         }
         Kind::Churn => Some(churn(run, cfg)),
+        Kind::Join => unreachable!("handled before the cluster forms"),
         Kind::Loss => {
             run.run(cfg.duration, full, &mut |_, _| {});
             let ok = super::invariants::convergence::check(&run.sim).is_ok();
             Some(run.report(kind, n, ok))
         }
+    }
+}
+
+/// `nodes` nodes start at once and join through node 0 under `loss`;
+/// `join_rounds` is when the last of them knew every other one (`None` if
+/// that took longer than `duration` rounds).
+fn join(cfg: &ScenarioConfig) -> ScenarioReport {
+    let mut sim_cfg = cfg.sim.clone();
+    sim_cfg.faults.loss = cfg.loss;
+    let (sim, joined) = converged_cluster(sim_cfg, cfg.nodes, cfg.duration, &mut |_, _| {});
+    ScenarioReport {
+        scenario: Kind::Join,
+        nodes: cfg.nodes,
+        join_rounds: joined.then(|| sim.rounds()),
+        detection_rounds: None,
+        recovery_rounds: None,
+        heal_rounds: None,
+        false_positives: 0,
+        resurrections: 0,
+        violations: Vec::new(),
+        converged: joined,
+        rounds: sim.rounds(),
+        trace_hash: sim.trace_hash(),
     }
 }
 

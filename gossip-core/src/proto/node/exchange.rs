@@ -20,6 +20,11 @@ pub(super) enum Cmp {
     Same { newer: Option<DigestEntry> },
 }
 
+/// Entries the rotating window may skip in a row before it ends.
+const WINDOW_MISSES: u32 = 8;
+/// The smallest digest entry: a one-byte name, an IPv4 address, varints.
+const MIN_ENTRY_BYTES: usize = 12;
+
 impl Node {
     pub(super) fn gossip(&mut self, now: Instant) {
         let mut targets: Vec<SocketAddr> = Vec::with_capacity(self.config.fanout + 2);
@@ -27,27 +32,25 @@ impl Node {
         for id in self.sample(Status::Live, self.config.fanout, live_peers) {
             targets.push(id.addr);
         }
-        let unreachable = self.members.count(Status::Dead) + self.members.count(Status::Suspect);
-        if unreachable > 0
-            && (targets.is_empty() || self.rng.random_bool(self.config.unreachable_probability))
-        {
-            let pick = self.sample_scan(|m| matches!(m.status, Status::Dead | Status::Suspect), 1);
-            targets.extend(pick.into_iter().map(|id| id.addr));
-        }
         if live_peers == 0 {
-            // Not (or no longer) part of a cluster: knock on every seed, with backoff.
-            if now >= self.next_join && !self.seeds.is_empty() {
-                targets.extend(self.seeds.iter().copied());
-                self.next_join = now + self.join_backoff;
-                self.join_backoff = (self.join_backoff * 2).min(self.config.join_retry_max);
-            }
+            // Not (or no longer) part of a cluster: knock on every seed and
+            // on members we knew, with a capped backoff.
+            self.alone_targets(now, &mut targets);
         } else {
             self.join_backoff = self.config.join_retry_min;
+            let unreachable =
+                self.members.count(Status::Dead) + self.members.count(Status::Suspect);
+            if unreachable > 0 && self.rng.random_bool(self.config.unreachable_probability) {
+                let pick =
+                    self.sample_scan(|m| matches!(m.status, Status::Dead | Status::Suspect), 1);
+                targets.extend(pick.into_iter().map(|id| id.addr));
+            }
             if !self.seeds.is_empty() && self.rng.random_bool(self.config.seed_probability) {
                 let seed = self.seeds[self.rng.random_range(0..self.seeds.len())];
                 targets.push(seed);
             }
         }
+        self.knock_forgotten(now);
         targets.sort_unstable();
         targets.dedup();
         self.tick_sweep(now);
@@ -136,19 +139,19 @@ impl Node {
         let mut used = 0;
         // Entries take 16 bytes or more: one allocation, no regrowth.
         let mut out: Vec<DigestEntry> = Vec::with_capacity(budget / 16);
-        let mut push = |e: DigestEntry, limit: usize, out: &mut Vec<DigestEntry>| -> bool {
+        let push = |e: DigestEntry, limit: usize, out: &mut Vec<DigestEntry>, used: &mut usize| {
             let s = size::digest_entry(&e);
-            if used + s > limit {
+            if *used + s > limit {
                 return false;
             }
-            used += s;
+            *used += s;
             out.push(e);
             true
         };
         // Marks say which members are listed already.
         self.members.start_marking();
         self.members.mark(0);
-        push(self.own_entry(), budget, &mut out);
+        push(self.own_entry(), budget, &mut out, &mut used);
         for h in &self.hot {
             let Some(i) = self.members.find_id(&h.id) else {
                 continue;
@@ -156,10 +159,16 @@ impl Node {
             if self.members.is_marked(i) {
                 continue;
             }
-            if !push(self.members.digest_entry(i), budget / 2, &mut out) {
-                break;
+            // An entry that does not fit is skipped, not the end: a long
+            // name must not hide the entries behind it.
+            if push(
+                self.members.digest_entry(i),
+                budget / 2,
+                &mut out,
+                &mut used,
+            ) {
+                self.members.mark(i);
             }
-            self.members.mark(i);
         }
         for wanted in &behind {
             let found = self.members.find_id(wanted);
@@ -176,26 +185,39 @@ impl Node {
                     max_version: 0,
                 },
             };
-            if !push(e, budget * 3 / 4, &mut out) {
-                break;
-            }
-            if let Some(i) = found {
+            if push(e, budget * 3 / 4, &mut out, &mut used)
+                && let Some(i) = found
+            {
                 self.members.mark(i);
             }
         }
+        // The window: entries that do not fit are skipped (the next lap
+        // brings them); it ends when the room left is below the smallest
+        // entry, or after a few misses in a row. It starts next time at the
+        // first entry skipped, unless that is where it started: the cursor
+        // always moves, so no entry can stop the rotation.
         let n = self.members.len();
-        let mut next = self.digest_cursor;
-        for i in rotate(n, self.digest_cursor) {
-            next = i + 1;
+        let start = self.digest_cursor;
+        let mut next = None;
+        let mut misses = 0;
+        for i in rotate(n, start) {
             if self.members.is_marked(i) {
                 continue;
             }
-            if !push(self.members.digest_entry(i), budget, &mut out) {
-                next = i;
+            if push(self.members.digest_entry(i), budget, &mut out, &mut used) {
+                misses = 0;
+                continue;
+            }
+            if next.is_none() && i != start {
+                next = Some(i);
+            }
+            misses += 1;
+            if misses >= WINDOW_MISSES || budget.saturating_sub(used) < MIN_ENTRY_BYTES {
+                next = next.or(Some(i + 1));
                 break;
             }
         }
-        self.digest_cursor = next;
+        self.digest_cursor = next.unwrap_or(start);
         (out, used)
     }
 
@@ -249,6 +271,13 @@ impl Node {
             reply.extend(answer);
         }
         reply.extend(newer);
+        // Members the digest just made known are mentioned too: the hot
+        // list need not push them back.
+        for (e, _) in digest.iter().zip(&slots).filter(|(_, s)| s.is_none()) {
+            if let Some(i) = self.members.find_id(&e.id) {
+                self.members.mark(i);
+            }
+        }
         reply.retain(|a| {
             let s = size::digest_entry(a);
             let fits = used + s <= budget;
@@ -273,8 +302,15 @@ impl Node {
                 .expect("this node is always in its own membership");
             wanted.push((self.me.clone(), own.max_version));
         }
-        let budget = self.config.max_message_bytes - self.overhead() - used;
-        let (mut delta, mut delta_bytes) = self.build_deltas(wanted, budget);
+        let budget = self
+            .config
+            .max_message_bytes
+            .saturating_sub(self.overhead() + used);
+        // A page request gets half the room whatever the deltas want: a
+        // fresh member holding more than a message of data must not crowd
+        // out the page (the sweep would ask again at once, and again).
+        let delta_budget = if page.is_some() { budget / 2 } else { budget };
+        let (mut delta, mut delta_bytes) = self.build_deltas(wanted, delta_budget);
         let mut next_page = None;
         if let Some(start) = page {
             let (headers, bytes, next) =
@@ -324,13 +360,32 @@ impl Node {
             return self.compare_self(e);
         }
         if self.forgotten.contains(&e.id) {
+            self.on_forgotten(now, &e.id, e.heartbeat);
             return Cmp::Ignore;
         }
         let phi = self.phi;
-        let Some(i) = slot else {
-            return Cmp::Unknown;
+        let i = match slot {
+            Some(i) => i as usize,
+            // An entry that asks about a member nobody told it of: we
+            // cannot help either.
+            None if e.heartbeat == 0 => return Cmp::Ignore,
+            // A member new to us: admitted from the entry at once (one
+            // message is enough to learn a member, which matters under
+            // loss); its updates are asked for below like any member's.
+            None => match self.admit(now, e.id.clone()) {
+                Some(Ok(i)) => {
+                    self.push_hot(e.id.clone(), 0, now, true);
+                    i
+                }
+                // An earlier entry of this very digest named it.
+                Some(Err((i, _))) => i,
+                None => {
+                    self.metrics.refused.count_part(PartRefused::TableFull);
+                    return Cmp::Ignore;
+                }
+            },
         };
-        let (id, m) = self.members.at_mut(i as usize);
+        let (id, m) = self.members.at_mut(i);
         if e.id.generation != id.generation || e.heartbeat == 0 {
             return if e.id.generation > id.generation {
                 Cmp::Unknown
@@ -350,10 +405,10 @@ impl Node {
         let revived = m.observe(e.heartbeat, now, &phi);
         let (heartbeat, max_version) = (m.heartbeat, m.max_version);
         if revived {
-            self.revive(i as usize);
+            self.revive(i);
         }
         // Our entry only where it is sent back (cloning an identity is not free).
-        let ours = || self.members.digest_entry(i as usize);
+        let ours = || self.members.digest_entry(i);
         match max_version.cmp(&e.max_version) {
             std::cmp::Ordering::Greater => Cmp::WeAhead {
                 floor: e.max_version,
@@ -515,6 +570,7 @@ impl Node {
             return;
         }
         if self.forgotten.contains(&d.id) {
+            self.on_forgotten(now, &d.id, d.heartbeat);
             return;
         }
         let (i, fresh) = match found {
@@ -527,7 +583,7 @@ impl Node {
                     return self.apply_delta(now, d, Some(i), paged);
                 }
                 None => {
-                    self.metrics.nodes_refused += 1;
+                    self.metrics.refused.count_part(PartRefused::TableFull);
                     return;
                 }
             },
@@ -568,6 +624,7 @@ impl Node {
         }
         let applicable = d.floor <= m.max_version;
         let mut changes: Vec<Event> = Vec::new();
+        let mut refusals: Vec<PartRefused> = Vec::new();
         if applicable {
             let (max_keys, max_key, max_value) = (
                 self.config.max_keys_per_node,
@@ -575,18 +632,27 @@ impl Node {
                 self.config.max_value_bytes,
             );
             let base = m.max_version;
-            let mut complete = d.max_version;
+            let complete = d.max_version;
             for u in d.updates {
                 if u.version <= base {
                     continue;
                 }
                 let ks = m.keyspace_mut();
-                let too_big =
-                    u.key.len() > max_key || u.value.as_ref().is_some_and(|v| v.len() > max_value);
-                if too_big || (ks.entries.len() >= max_keys && !ks.entries.contains_key(&u.key)) {
-                    // Refuse the rest: we stay complete only below this update.
-                    complete = u.version - 1;
-                    break;
+                // An update over a limit of ours is skipped and counted, and
+                // the rest applies: holding the owner's other updates beats
+                // stalling behind this one (and asking for it every round).
+                let refused = if u.key.len() > max_key {
+                    Some(PartRefused::KeyTooLong)
+                } else if u.value.as_ref().is_some_and(|v| v.len() > max_value) {
+                    Some(PartRefused::ValueTooLarge)
+                } else if ks.entries.len() >= max_keys && !ks.entries.contains_key(&u.key) {
+                    Some(PartRefused::KeyspaceFull)
+                } else {
+                    None
+                };
+                if let Some(part) = refused {
+                    refusals.push(part);
+                    continue;
                 }
                 let key = u.key.clone();
                 let version = u.version;
@@ -631,6 +697,9 @@ impl Node {
             // A gap: we lack updates between our version and the delta's floor.
             self.metrics.deltas_skipped += 1;
             self.add_behind(self.members.at(i).0.clone());
+        }
+        for part in refusals {
+            self.metrics.refused.count_part(part);
         }
         self.metrics.updates_applied += changes.len() as u64;
         for e in changes {
@@ -717,7 +786,10 @@ impl Node {
             }
         }
         if !wanted.is_empty() {
-            let budget = self.config.max_message_bytes - self.overhead();
+            let budget = self
+                .config
+                .max_message_bytes
+                .saturating_sub(self.overhead());
             let (delta, bytes) = self.build_deltas(wanted, budget);
             let len = size::ack(delta.len(), bytes);
             self.send(sender.addr, Message::Ack { delta }, len);

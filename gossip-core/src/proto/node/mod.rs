@@ -17,12 +17,14 @@ use crate::proto::event::{Event, Status, StatusReason};
 use crate::proto::failure::{Coverage, PhiParams};
 use crate::proto::id::{Id, NodeId};
 use crate::proto::keyspace::{Change, Entry, Keyspace};
+use crate::proto::loglimit::LogLimit;
 use crate::proto::membership::{Forgotten, Member, Members};
 use crate::proto::message::{DigestEntry, Envelope, Message, NodeDelta, size};
-use crate::proto::metrics::{Gauges, Metrics};
+use crate::proto::metrics::{Gauges, Metrics, PartRefused};
 use crate::proto::time::Instant;
 
 mod exchange;
+mod rejoin;
 mod sweep;
 mod timers;
 
@@ -145,6 +147,9 @@ pub struct Node {
     leave_version: Option<u64>,
     leave_announced: bool,
     conflicts_reported: Vec<Id>,
+    /// Knocks sent this round (see `rejoin`).
+    knocks_this_round: u32,
+    log_limit: LogLimit,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     metrics: Metrics,
@@ -161,6 +166,9 @@ impl Node {
         now: Instant,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        if id.name.len() > config.max_name_bytes {
+            return Err(ConfigError::Invalid("node name longer than max_name_bytes"));
+        }
         let me: Id = Arc::new(id);
         let phi = PhiParams {
             min_std_dev: config.min_std_dev.as_secs_f32(),
@@ -168,6 +176,11 @@ impl Node {
             smoothing: config.phi_smoothing as f32,
             y_floor: PhiParams::y_floor(config.phi_threshold),
             gap_floor: 0.0,
+            max_sample: PhiParams::max_sample_for(
+                config.gossip_interval,
+                config.acceptable_pause,
+                0.0,
+            ),
         };
         let mut rng = StdRng::seed_from_u64(rng_seed);
         let own = Member::new(1, now, config.gossip_interval);
@@ -198,6 +211,8 @@ impl Node {
             leave_version: None,
             leave_announced: false,
             conflicts_reported: Vec::new(),
+            knocks_this_round: 0,
+            log_limit: LogLimit::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             metrics: Metrics::default(),
@@ -427,7 +442,7 @@ impl Node {
                 self.metrics.bytes_in += bytes.len() as u64;
                 Ok(())
             }
-            Err(reason) => Err(self.refuse(from, reason)),
+            Err(reason) => Err(self.refuse(now, from, reason)),
         }
     }
 
@@ -439,13 +454,16 @@ impl Node {
         envelope: Envelope,
     ) -> Result<(), RefuseReason> {
         if envelope.cluster != self.cluster {
-            return Err(self.refuse(from, RefuseReason::WrongCluster));
+            return Err(self.refuse(now, from, RefuseReason::WrongCluster));
+        }
+        if !envelope.names_within(self.config.max_name_bytes) {
+            return Err(self.refuse(now, from, RefuseReason::NameTooLong));
         }
         if envelope.from.name == self.me.name {
             if *envelope.from != *self.me {
                 self.report_conflict(self.me.clone(), envelope.from.clone());
             }
-            return Err(self.refuse(from, RefuseReason::FromSelf));
+            return Err(self.refuse(now, from, RefuseReason::FromSelf));
         }
         self.check_stall(now);
         self.metrics.messages_in += 1;
@@ -455,6 +473,7 @@ impl Node {
         }
         let sender = envelope.from;
         self.check_sender(&sender);
+        self.hear_from(now, &sender);
         match envelope.message {
             Message::Syn {
                 digest,
@@ -486,10 +505,16 @@ impl Node {
             return;
         }
         self.check_stall(now);
+        self.knocks_this_round = 0;
         self.phi.gap_floor = self.coverage.gap_floor(
             self.members.len(),
             self.config.fanout,
             self.config.gossip_interval,
+        );
+        self.phi.max_sample = PhiParams::max_sample_for(
+            self.config.gossip_interval,
+            self.config.acceptable_pause,
+            self.phi.gap_floor,
         );
         self.own_mut().heartbeat += 1;
         self.expire_ttls(now);
@@ -574,9 +599,15 @@ impl Node {
         self.events.push_back(event);
     }
 
-    fn refuse(&mut self, from: SocketAddr, reason: RefuseReason) -> RefuseReason {
+    /// Counts a refused message, and logs it unless this peer was logged
+    /// about less than an interval ago.
+    fn refuse(&mut self, now: Instant, from: SocketAddr, reason: RefuseReason) -> RefuseReason {
         self.metrics.refused.count(reason);
-        tracing::debug!(node = %self.me, %from, %reason, "message refused");
+        if self.log_limit.allow(now, from, self.config.gossip_interval) {
+            tracing::debug!(node = %self.me, %from, %reason, "message refused");
+        } else {
+            self.metrics.logs_suppressed += 1;
+        }
         reason
     }
 

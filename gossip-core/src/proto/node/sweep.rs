@@ -10,6 +10,10 @@ const SWEEP_MIN: u64 = 16;
 /// digest windows have not brought yet). 5 left the last nodes of a
 /// 10,000-node mass join waiting 5 rounds for a handful of members.
 const FULL_SWEEP_ROUNDS: u32 = 2;
+/// Pages asked for per round at most (a page is up to a message): the
+/// sweep is bounded per round, not by wire speed, whatever peers answer.
+/// 10,000 members take 4 pages.
+const MAX_PAGES_PER_ROUND: u32 = 16;
 
 /// A catch-up in progress: paging through one peer's membership.
 #[derive(Clone, Debug)]
@@ -27,6 +31,11 @@ pub(super) struct Sweep {
     exhausted: bool,
     /// Last time a page arrived.
     progress: Instant,
+    /// Pages asked for this round; past `MAX_PAGES_PER_ROUND`, or after a
+    /// page that brought nothing, the next is asked for next round.
+    pages: u32,
+    /// A page is due but waits for the next round.
+    waiting: bool,
 }
 
 impl Node {
@@ -63,7 +72,7 @@ impl Node {
 
     fn sweep_threshold(&self) -> u64 {
         let ours = self.members.len() as u64;
-        ours + SWEEP_MIN.max(ours / 16)
+        ours.saturating_add(SWEEP_MIN.max(ours / 16))
     }
 
     fn start_sweep(&mut self, now: Instant, peer: Id, cursor: u64) {
@@ -79,6 +88,8 @@ impl Node {
             active: true,
             exhausted: false,
             progress: now,
+            pages: 1,
+            waiting: false,
         });
         self.send_syn(addr, Some(cursor));
     }
@@ -86,11 +97,20 @@ impl Node {
     /// Once a round: drops a sweep whose peer went quiet, then resumes or
     /// starts one if a peer knew more members than we do.
     pub(super) fn tick_sweep(&mut self, now: Instant) {
-        if let Some(sw) = &self.sweep
+        if let Some(sw) = &mut self.sweep
             && sw.active
-            && now.saturating_since(sw.progress) > self.config.gossip_interval * 3
         {
-            self.sweep = None;
+            if now.saturating_since(sw.progress) > self.config.gossip_interval * 3 {
+                self.sweep = None;
+            } else if sw.waiting {
+                sw.waiting = false;
+                sw.pages = 1;
+                let (addr, cursor) = (sw.peer.addr, sw.cursor);
+                self.send_syn(addr, Some(cursor));
+                return;
+            } else {
+                sw.pages = 0;
+            }
         }
         self.resume_sweep(now);
     }
@@ -113,7 +133,7 @@ impl Node {
             Some(sw)
                 if !sw.exhausted
                     && known > ours
-                    && sw.known + SWEEP_MIN >= known
+                    && sw.known.saturating_add(SWEEP_MIN) >= known
                     && self
                         .members
                         .get(&sw.peer.name)
@@ -126,7 +146,7 @@ impl Node {
             // over from the peer that knows most. That reads its whole
             // membership: at once for a large shortfall, and at most every
             // `FULL_SWEEP_ROUNDS` for a handful of members windows missed.
-            _ if known > ours + SWEEP_MIN
+            _ if known > ours.saturating_add(SWEEP_MIN)
                 || self.last_full_sweep.is_none_or(|t| {
                     now.saturating_since(t) >= self.config.gossip_interval * FULL_SWEEP_ROUNDS
                 }) =>
@@ -148,11 +168,17 @@ impl Node {
         self.make_room(known);
         match (&mut self.sweep, next_page) {
             (Some(sw), Some(next)) if sw.active && sw.peer == *peer => {
+                let moved = next > sw.cursor;
                 sw.cursor = next;
                 sw.known = known;
                 sw.progress = now;
                 if next < known {
-                    self.send_syn(peer.addr, Some(next));
+                    if moved && sw.pages < MAX_PAGES_PER_ROUND {
+                        sw.pages += 1;
+                        self.send_syn(peer.addr, Some(next));
+                    } else {
+                        sw.waiting = true;
+                    }
                 } else {
                     sw.active = false;
                     sw.exhausted = next == sw.resumed_at;
@@ -183,7 +209,10 @@ impl Node {
             };
             let s = size::node_delta(&d);
             if used + s > room {
-                return (page, used, i as u64);
+                // A header that does not fit an empty page is skipped (the
+                // digests bring that member): the sweep always moves on.
+                let next = if page.is_empty() { i + 1 } else { i };
+                return (page, used, next as u64);
             }
             used += s;
             page.push(d);

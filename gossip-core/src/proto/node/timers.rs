@@ -44,7 +44,7 @@ impl Node {
         let grace = self.config.grace_period;
         let threshold = self.config.phi_threshold;
         let mut changes: Vec<(usize, Status, StatusReason)> = Vec::new();
-        let mut forget: Vec<Id> = Vec::new();
+        let mut forget: Vec<(Id, u64)> = Vec::new();
         let mut gc: Vec<Id> = Vec::new();
         for i in rotate(n, self.fd_cursor).take(slice.min(n)) {
             let (id, m) = self.members.at(i);
@@ -87,7 +87,7 @@ impl Node {
                 }
                 Status::Dead | Status::Left => {
                     if silent >= grace {
-                        forget.push(id.clone());
+                        forget.push((id.clone(), m.heartbeat));
                     }
                 }
             }
@@ -110,9 +110,9 @@ impl Node {
                 reason,
             });
         }
-        for id in forget {
+        for (id, heartbeat) in forget {
             self.members.remove(&id.name);
-            self.forgotten.insert(&id, self.config.max_nodes);
+            self.forgotten.insert(&id, heartbeat, self.config.max_nodes);
             self.hot.retain(|h| h.id.name != id.name);
             self.emit(Event::MemberForgotten { id });
         }
