@@ -104,6 +104,10 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = decode(&bytes, 1 << 20);
+        // Behind a valid version byte, so that postcard sees them too.
+        let mut versioned = vec![gossip_core::proto::PROTOCOL_VERSION];
+        versioned.extend_from_slice(&bytes);
+        let _ = decode(&versioned, 1 << 20);
     }
 
     #[test]
