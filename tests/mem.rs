@@ -36,15 +36,15 @@ impl Mem {
 }
 
 impl suite::Harness for Mem {
-    fn transport(&self) -> impl Future<Output = Box<dyn Transport>> {
-        let t: Box<dyn Transport> = Box::new(self.net.endpoint());
+    fn transport(&self, name: &str) -> impl Future<Output = Box<dyn Transport>> {
+        let t: Box<dyn Transport> = Box::new(self.net.endpoint_as(name));
         async move { t }
     }
 
-    fn rebind(&self, addr: SocketAddr) -> impl Future<Output = Box<dyn Transport>> {
+    fn rebind(&self, name: &str, addr: SocketAddr) -> impl Future<Output = Box<dyn Transport>> {
         let t: Box<dyn Transport> = Box::new(
             self.net
-                .bind(addr)
+                .bind_as(name, addr)
                 .expect("the address is free once its node stopped"),
         );
         async move { t }

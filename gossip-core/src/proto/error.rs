@@ -61,4 +61,9 @@ pub enum RefuseReason {
     /// name and generation).
     #[error("message from ourselves")]
     FromSelf,
+    /// The envelope names another node than the transport authenticated,
+    /// or another address than the one it came from (see
+    /// [`Node::handle_authenticated`](crate::proto::Node::handle_authenticated)).
+    #[error("sender is not who the envelope claims")]
+    IdentityMismatch,
 }

@@ -15,6 +15,9 @@ pub struct Refused {
     pub wrong_cluster: u64,
     /// Claimed to be from this node.
     pub from_self: u64,
+    /// Named another node, or another address, than the transport
+    /// authenticated.
+    pub identity_mismatch: u64,
 }
 
 impl Refused {
@@ -25,13 +28,19 @@ impl Refused {
             RefuseReason::WrongVersion => &mut self.wrong_version,
             RefuseReason::WrongCluster => &mut self.wrong_cluster,
             RefuseReason::FromSelf => &mut self.from_self,
+            RefuseReason::IdentityMismatch => &mut self.identity_mismatch,
         };
         *c += 1;
     }
 
     /// All refusals.
     pub fn total(&self) -> u64 {
-        self.oversized + self.malformed + self.wrong_version + self.wrong_cluster + self.from_self
+        self.oversized
+            + self.malformed
+            + self.wrong_version
+            + self.wrong_cluster
+            + self.from_self
+            + self.identity_mismatch
     }
 }
 
