@@ -376,7 +376,7 @@ async fn run(args: Args) -> serde_json::Value {
     );
 
     // ----- start and converge -------------------------------------------
-    let transports: Vec<_> = (0..n).map(|_| net.endpoint()).collect();
+    let transports: Vec<_> = (0..n).map(|i| net.endpoint_as(&format!("n{i}"))).collect();
     let addrs: Vec<SocketAddr> = transports
         .iter()
         .map(gossip_core::Transport::local_addr)

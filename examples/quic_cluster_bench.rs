@@ -134,7 +134,7 @@ async fn run(args: &Args, kind: Kind) -> Report {
             .rng_seed(i as u64);
         let transport: TransportFactory = match kind {
             Kind::Mem => {
-                let t = mem.endpoint();
+                let t = mem.endpoint_as(&format!("n{i}"));
                 Box::new(move || Box::pin(async move { Box::new(t) as Box<dyn Transport> }))
             }
             Kind::Quic => {

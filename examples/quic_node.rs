@@ -3,6 +3,8 @@
 //! ```text
 //! # a cluster CA and one certificate per node, as PEM files
 //! cargo run --release --example quic_node -- certs --out certs --nodes a,b,c
+//! # later: add a node to the same CA (or re-issue one: a rotation)
+//! cargo run --release --example quic_node -- certs --out certs --nodes d --valid-days 90
 //! # one node per terminal
 //! cargo run --release --example quic_node -- run --name a --listen 127.0.0.1:7001 --seed 127.0.0.1:7002 --certs certs
 //! cargo run --release --example quic_node -- run --name b --listen 127.0.0.1:7002 --seed 127.0.0.1:7001 --certs certs --json
@@ -18,6 +20,8 @@
 //! | `del KEY` | deletes it (a tombstone spreads) |
 //! | `get KEY` | KEY as held here, for every owner (`get OWNER KEY` for one) |
 //! | `members` | every member with its status |
+//! | `reload` | reloads this node's certificate and key from `--certs` (also on SIGHUP) |
+//! | `deny NODE` | refuses NODE's connections from now on (`--deny` at start) |
 //! | `leave` | announces a graceful leave, then stops |
 //!
 //! It stops cleanly (closing its connections) on Ctrl-C, SIGTERM or end of
@@ -35,7 +39,7 @@ use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use gossip_core::actor::{Delete, GossipNode, Leave, NodeBuilder, Set, Snapshot, Stop, Subscribe};
 use gossip_core::proto::{Config, Event, Status};
-use gossip_quic::{NodeIdentity, QuicConfig, QuicTransport, write_cluster};
+use gossip_quic::{NodeIdentity, QuicConfig, QuicHandle, QuicTransport, write_cluster_valid_for};
 use serde_json::{Value as Json, json};
 
 #[derive(Parser)]
@@ -55,9 +59,13 @@ enum Command {
         /// Node names, comma separated.
         #[arg(long, value_delimiter = ',', required = true)]
         nodes: Vec<String>,
-        /// Cluster name (its DNS form is the SAN of every node certificate).
+        /// Cluster name, written into every node certificate (and checked
+        /// by every node: a CA shared by two clusters does not merge them).
         #[arg(long, default_value = "default")]
         cluster: String,
+        /// Days the node certificates are valid.
+        #[arg(long, default_value_t = 365)]
+        valid_days: u64,
     },
     /// Runs one node until Ctrl-C, SIGTERM, end of input or `leave`.
     Run(RunArgs),
@@ -98,6 +106,9 @@ struct RunArgs {
     /// Incarnation number (default: microseconds since the epoch).
     #[arg(long)]
     generation: Option<u64>,
+    /// Node names refused at the handshake (revoked), comma separated.
+    #[arg(long, value_delimiter = ',')]
+    deny: Vec<String>,
     /// NO AUTHENTICATION: anyone reaching the port joins. Development only.
     #[arg(long)]
     insecure_dev_mode_no_authentication: bool,
@@ -115,9 +126,11 @@ fn main() -> ExitCode {
             out,
             nodes,
             cluster,
+            valid_days,
         } => {
             let names: Vec<&str> = nodes.iter().map(String::as_str).collect();
-            match write_cluster(&out, &cluster, &names) {
+            let validity = Duration::from_secs(valid_days.max(1).saturating_mul(24 * 3600));
+            match write_cluster_valid_for(&out, &cluster, &names, validity) {
                 Ok(_) => {
                     println!(
                         "wrote {} and {} node certificate(s) to {}",
@@ -181,7 +194,10 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         _ => QuicConfig::insecure_dev_mode_no_authentication(args.listen, &args.cluster),
     }
     .with_max_frame_bytes(config.max_message_bytes);
+    let mut quic = quic;
+    quic.deny.extend(args.deny.iter().cloned());
     let transport = QuicTransport::bind(quic).await?;
+    let handle = transport.handle();
     let mut builder = NodeBuilder::new(args.name.clone())
         .config(config)
         .seeds(args.seeds.clone());
@@ -212,16 +228,29 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
         tokio::select! {
             line = lines.recv() => match line {
                 Some(line) => {
-                    if command(&node, &out, line.trim()).await == Flow::Quit {
-                        break;
+                    let line = line.trim();
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    match words.as_slice() {
+                        ["reload"] => reload(&handle, &args, &out),
+                        ["deny", name] => {
+                            handle.deny(name);
+                            out.emit(json!({"event": "denied", "peer": name}), format!("denied {name}"));
+                        }
+                        _ => {
+                            if command(&node, &out, line).await == Flow::Quit {
+                                break;
+                            }
+                        }
                     }
                 }
                 None => break,
             },
+            _ = hup.recv() => reload(&handle, &args, &out),
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         }
@@ -229,6 +258,28 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     node.send(Stop).await?;
     out.emit(json!({"event": "stopped"}), "stopped".to_owned());
     Ok(())
+}
+
+/// Reloads this node's certificate and key from `--certs` (a rotation).
+fn reload(handle: &QuicHandle, args: &RunArgs, out: &Out) {
+    let result = match &args.certs {
+        Some(dir) if !args.insecure_dev_mode_no_authentication => {
+            NodeIdentity::load(dir, &args.name)
+                .map_err(|e| e.to_string())
+                .and_then(|id| handle.reload_identity(id).map_err(|e| e.to_string()))
+        }
+        _ => Err("no certificates in insecure mode".to_owned()),
+    };
+    match result {
+        Ok(()) => out.emit(
+            json!({"event": "reloaded"}),
+            "certificate reloaded".to_owned(),
+        ),
+        Err(e) => out.emit(
+            json!({"event": "error", "message": format!("reload: {e}")}),
+            format!("error: reload: {e}"),
+        ),
+    }
 }
 
 #[derive(PartialEq, Eq)]
@@ -354,7 +405,7 @@ async fn command(node: &Addr<GossipNode>, out: &Out, line: &str) -> Flow {
             Err(e) => Err(e.to_string()),
         },
         _ => Err(format!(
-            "unknown command {line:?}: set KEY VALUE | del KEY | get [OWNER] KEY | members | leave"
+            "unknown command {line:?}: set KEY VALUE | del KEY | get [OWNER] KEY | members | reload | deny NODE | leave"
         )),
     };
     if let Err(message) = result {

@@ -36,15 +36,15 @@ impl Mem {
 }
 
 impl suite::Harness for Mem {
-    fn transport(&self) -> impl Future<Output = Box<dyn Transport>> {
-        let t: Box<dyn Transport> = Box::new(self.net.endpoint());
+    fn transport(&self, name: &str) -> impl Future<Output = Box<dyn Transport>> {
+        let t: Box<dyn Transport> = Box::new(self.net.endpoint_as(name));
         async move { t }
     }
 
-    fn rebind(&self, addr: SocketAddr) -> impl Future<Output = Box<dyn Transport>> {
+    fn rebind(&self, name: &str, addr: SocketAddr) -> impl Future<Output = Box<dyn Transport>> {
         let t: Box<dyn Transport> = Box::new(
             self.net
-                .bind(addr)
+                .bind_as(name, addr)
                 .expect("the address is free once its node stopped"),
         );
         async move { t }
@@ -107,4 +107,71 @@ async fn partition_heals() {
 #[actix_rt::test]
 async fn spread_over_arbiters() {
     suite::spread_over_arbiters(&Mem::new()).await;
+}
+
+/// Through the actors: a node running under name "a" on an endpoint bound
+/// as "c" is refused by everyone it talks to (IdentityMismatch), and never
+/// becomes a member; honest nodes on the same network join as usual.
+#[actix_rt::test]
+async fn impersonation_is_refused_through_the_actor() {
+    use gossip_core::actor::{GetMetrics, NodeBuilder, Snapshot};
+    use gossip_core::proto::Config;
+
+    let net = MemNetwork::new(5);
+    let config = Config::local();
+    let b_t = net.endpoint_as("b");
+    let b_addr = b_t.local_addr();
+    let b = NodeBuilder::new("b")
+        .config(config.clone())
+        .start(Box::new(b_t))
+        .expect("b starts");
+    let fake = NodeBuilder::new("a")
+        .config(config.clone())
+        .seeds(vec![b_addr])
+        .start(Box::new(net.endpoint_as("c")))
+        .expect("the impostor starts");
+    let honest = NodeBuilder::new("d")
+        .config(config)
+        .seeds(vec![b_addr])
+        .start(Box::new(net.endpoint_as("d")))
+        .expect("d starts");
+
+    let start = tokio::time::Instant::now();
+    loop {
+        let m = b.send(GetMetrics).await.expect("b answers");
+        let snap = b.send(Snapshot).await.expect("b answers");
+        let names: Vec<&str> = snap.members.iter().map(|m| m.id.name.as_str()).collect();
+        if m.proto.refused.identity_mismatch >= 2 && names.contains(&"d") {
+            assert!(
+                !names.contains(&"a"),
+                "the impostor is not a member: {names:?}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < suite::DEADLINE,
+            "b never refused the impostor: {:?}, members {names:?}",
+            m.proto.refused
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop((fake, honest));
+}
+
+#[actix_rt::test]
+async fn a_config_larger_than_the_transport_carries_is_refused() {
+    use gossip_core::actor::{NodeBuilder, StartError};
+    use gossip_core::proto::Config;
+
+    let net = MemNetwork::new(5);
+    let t = net.endpoint_as("a");
+    let limit = t.max_message_bytes();
+    let config = Config {
+        max_message_bytes: limit + 1,
+        ..Config::local()
+    };
+    assert!(matches!(
+        NodeBuilder::new("a").config(config).start(Box::new(t)),
+        Err(StartError::MessageTooLarge { transport, .. }) if transport == limit
+    ));
 }

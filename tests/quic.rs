@@ -34,8 +34,12 @@ impl Quic {
         }
     }
 
-    async fn bind(&self, addr: SocketAddr) -> Result<Box<dyn Transport>, gossip_quic::QuicError> {
-        let identity = NodeIdentity::issue(&self.ca, "node").expect("node certificate");
+    async fn bind(
+        &self,
+        name: &str,
+        addr: SocketAddr,
+    ) -> Result<Box<dyn Transport>, gossip_quic::QuicError> {
+        let identity = NodeIdentity::issue(&self.ca, name).expect("node certificate");
         let config = QuicConfig::new(addr, "suite", identity)
             .with_max_frame_bytes(Config::local().max_message_bytes);
         let transport = QuicTransport::bind(config).await?;
@@ -77,12 +81,16 @@ impl Transport for Partitionable {
         Box::pin(
             self.inner
                 .incoming()
-                .filter(move |(from, _)| std::future::ready(reachable(&groups, *from, local))),
+                .filter(move |r| std::future::ready(reachable(&groups, r.addr, local))),
         )
     }
 
     fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr()
+    }
+
+    fn max_message_bytes(&self) -> usize {
+        self.inner.max_message_bytes()
     }
 
     async fn close(&self) {
@@ -91,18 +99,18 @@ impl Transport for Partitionable {
 }
 
 impl suite::Harness for Quic {
-    async fn transport(&self) -> Box<dyn Transport> {
-        self.bind("127.0.0.1:0".parse().expect("literal address"))
+    async fn transport(&self, name: &str) -> Box<dyn Transport> {
+        self.bind(name, "127.0.0.1:0".parse().expect("literal address"))
             .await
             .expect("bind on loopback")
     }
 
-    async fn rebind(&self, addr: SocketAddr) -> Box<dyn Transport> {
+    async fn rebind(&self, name: &str, addr: SocketAddr) -> Box<dyn Transport> {
         // The stopped node's socket is released once its endpoint has
         // drained; retry until then.
         let start = tokio::time::Instant::now();
         loop {
-            match self.bind(addr).await {
+            match self.bind(name, addr).await {
                 Ok(t) => return t,
                 Err(e) => assert!(start.elapsed() < suite::DEADLINE, "rebind {addr}: {e}"),
             }

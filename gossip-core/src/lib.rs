@@ -17,4 +17,4 @@ pub mod actor;
 pub mod proto;
 pub mod transport;
 
-pub use transport::{Incoming, Transport, TransportError};
+pub use transport::{Incoming, Received, Transport, TransportError};

@@ -8,8 +8,36 @@ use bytes::Bytes;
 use futures::Stream;
 use thiserror::Error;
 
-/// Messages received by a transport: `(sender address, bytes)`.
-pub type Incoming = Pin<Box<dyn Stream<Item = (SocketAddr, Bytes)> + Send>>;
+/// One message as a transport received it: where it came from, who sent
+/// it (as far as the transport can prove), and the bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// The sender's address: the address replies go to. For QUIC it is the
+    /// remote address of the connection, which is the sender's gossip
+    /// address (a node dials from the endpoint it listens on).
+    pub addr: SocketAddr,
+    /// The sender's node name, authenticated by the transport (for QUIC,
+    /// read from the peer's verified certificate). `None` only from a
+    /// transport that authenticates nobody (QUIC's insecure dev mode, an
+    /// unnamed in-memory endpoint): the core then believes the envelope.
+    pub peer: Option<String>,
+    /// The message, still encoded.
+    pub bytes: Bytes,
+}
+
+impl Received {
+    /// A message from an unauthenticated sender at `addr`.
+    pub fn anonymous(addr: SocketAddr, bytes: Bytes) -> Self {
+        Received {
+            addr,
+            peer: None,
+            bytes,
+        }
+    }
+}
+
+/// Messages received by a transport, each with its sender.
+pub type Incoming = Pin<Box<dyn Stream<Item = Received> + Send>>;
 
 /// Why a send was not accepted. Gossip tolerates loss, so callers count
 /// these and go on.
@@ -47,6 +75,11 @@ pub trait Transport: Send + Sync + 'static {
 
     /// The address peers reach this node at (its gossip address).
     fn local_addr(&self) -> SocketAddr;
+
+    /// The largest message this transport carries (and accepts). A node
+    /// whose `max_message_bytes` exceeds it is refused at start, instead of
+    /// having its large messages dropped one by one at run time.
+    fn max_message_bytes(&self) -> usize;
 
     /// Stops sending and receiving and releases resources; pending
     /// messages may be lost. Idempotent.

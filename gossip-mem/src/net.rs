@@ -11,6 +11,13 @@
 //! [`NetStats`]. Latency is applied on the receiving side: the endpoint's
 //! stream holds a message back until its delivery time, in a bounded heap.
 //!
+//! An endpoint bound with a name ([`MemNetwork::endpoint_as`],
+//! [`MemNetwork::bind_as`]) is authenticated: its receivers get that name
+//! with each of its messages ([`Received::peer`]), as QUIC gets the name
+//! from the peer's certificate, so the core refuses envelopes that claim
+//! another node. Endpoints bound without one ([`MemNetwork::endpoint`],
+//! [`MemNetwork::bind`]) are anonymous (`peer: None`).
+//!
 //! [`GossipNode`]: gossip_core::actor::GossipNode
 //!
 //! ```
@@ -23,8 +30,8 @@
 //! let a = net.endpoint();
 //! let mut b = net.endpoint();
 //! a.send(b.local_addr(), "hello".into()).unwrap();
-//! let (from, bytes) = b.incoming().next().await.unwrap();
-//! assert_eq!((from, &bytes[..]), (a.local_addr(), &b"hello"[..]));
+//! let got = b.incoming().next().await.unwrap();
+//! assert_eq!((got.addr, &got.bytes[..]), (a.local_addr(), &b"hello"[..]));
 //! # });
 //! ```
 
@@ -41,7 +48,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
-use gossip_core::{Incoming, Transport, TransportError};
+use gossip_core::{Incoming, Received, Transport, TransportError};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use thiserror::Error;
@@ -112,6 +119,8 @@ fn bump(c: &AtomicU64) {
 /// One message on its way: delivered once `at` has passed (`None`: at once).
 struct Delivery {
     from: SocketAddr,
+    /// The sender's bound name, if it has one.
+    peer: Option<Arc<str>>,
     bytes: Bytes,
     at: Option<Instant>,
 }
@@ -123,6 +132,8 @@ struct Slot {
     tx: mpsc::Sender<Delivery>,
     group: u32,
     crashed: bool,
+    /// The name bound with the endpoint (its authenticated identity).
+    name: Option<Arc<str>>,
 }
 
 struct State {
@@ -162,8 +173,8 @@ impl Shared {
         }
         let mut guard = self.lock();
         let state = &mut *guard;
-        let group = match state.endpoints.get(&from) {
-            Some(s) if s.incarnation == incarnation && !s.crashed => s.group,
+        let (group, peer) = match state.endpoints.get(&from) {
+            Some(s) if s.incarnation == incarnation && !s.crashed => (s.group, s.name.clone()),
             Some(s) if s.incarnation == incarnation => {
                 // A crashed node's messages go nowhere, silently.
                 bump(&self.counters.crashed);
@@ -203,6 +214,7 @@ impl Shared {
             let at = (!delay.is_zero()).then(|| now + delay);
             match dest.tx.try_send(Delivery {
                 from,
+                peer: peer.clone(),
                 bytes: bytes.clone(),
                 at,
             }) {
@@ -319,9 +331,36 @@ impl MemNetwork {
         self.bind(addr).expect("a fresh address is free")
     }
 
-    /// An endpoint at `addr`: fails if a live endpoint holds it; replaces a
-    /// crashed one (a restart on the same address).
+    /// A new endpoint at a fresh address, authenticated as node `name`:
+    /// its receivers get `name` with each of its messages.
+    pub fn endpoint_as(&self, name: &str) -> MemTransport {
+        let mut t = self.endpoint();
+        let name: Arc<str> = Arc::from(name);
+        if let Some(slot) = self.shared.lock().endpoints.get_mut(&t.addr) {
+            slot.name = Some(name.clone());
+        }
+        t.name = Some(name);
+        t
+    }
+
+    /// An anonymous endpoint at `addr` (its messages carry no name): fails
+    /// if a live endpoint holds it; replaces a crashed one (a restart on the
+    /// same address).
     pub fn bind(&self, addr: SocketAddr) -> Result<MemTransport, NetError> {
+        self.bind_with(addr, None)
+    }
+
+    /// An endpoint at `addr` authenticated as node `name`, as
+    /// [`bind`](MemNetwork::bind) otherwise.
+    pub fn bind_as(&self, name: &str, addr: SocketAddr) -> Result<MemTransport, NetError> {
+        self.bind_with(addr, Some(Arc::from(name)))
+    }
+
+    fn bind_with(
+        &self,
+        addr: SocketAddr,
+        name: Option<Arc<str>>,
+    ) -> Result<MemTransport, NetError> {
         let mut state = self.shared.lock();
         if state
             .endpoints
@@ -340,12 +379,14 @@ impl MemNetwork {
                 tx,
                 group: 0,
                 crashed: false,
+                name: name.clone(),
             },
         );
         Ok(MemTransport {
             shared: self.shared.clone(),
             addr,
             incarnation,
+            name,
             rx: Some(rx),
         })
     }
@@ -439,7 +480,15 @@ pub struct MemTransport {
     shared: Arc<Shared>,
     addr: SocketAddr,
     incarnation: u64,
+    name: Option<Arc<str>>,
     rx: Option<mpsc::Receiver<Delivery>>,
+}
+
+impl MemTransport {
+    /// The name this endpoint was bound as (`None`: anonymous).
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
 }
 
 impl std::fmt::Debug for MemTransport {
@@ -447,6 +496,7 @@ impl std::fmt::Debug for MemTransport {
         f.debug_struct("MemTransport")
             .field("addr", &self.addr)
             .field("incarnation", &self.incarnation)
+            .field("name", &self.name)
             .finish()
     }
 }
@@ -476,6 +526,10 @@ impl Transport for MemTransport {
         self.addr
     }
 
+    fn max_message_bytes(&self) -> usize {
+        self.shared.max_message_bytes
+    }
+
     async fn close(&self) {
         self.shared.remove(self.addr, self.incarnation);
     }
@@ -487,8 +541,8 @@ impl Drop for MemTransport {
     }
 }
 
-/// A message held back until its delivery time: `(sender, bytes)`.
-type Held = Reverse<Timed<Instant, (SocketAddr, Bytes)>>;
+/// A message held back until its delivery time.
+type Held = Reverse<Timed<Instant, Delivery>>;
 
 /// The receiving side of an endpoint: the bounded queue, plus a bounded
 /// heap of messages waiting out their latency.
@@ -503,14 +557,18 @@ struct Inbox {
 }
 
 impl Inbox {
-    fn deliver(&self, from: SocketAddr, bytes: Bytes) -> Poll<Option<(SocketAddr, Bytes)>> {
+    fn deliver(&self, d: Delivery) -> Poll<Option<Received>> {
         bump(&self.shared.counters.delivered);
-        Poll::Ready(Some((from, bytes)))
+        Poll::Ready(Some(Received {
+            addr: d.from,
+            peer: d.peer.map(|n| n.to_string()),
+            bytes: d.bytes,
+        }))
     }
 }
 
 impl Stream for Inbox {
-    type Item = (SocketAddr, Bytes);
+    type Item = Received;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
@@ -518,8 +576,7 @@ impl Stream for Inbox {
             let now = Instant::now();
             if this.delayed.peek().is_some_and(|Reverse(h)| h.at <= now) {
                 let Reverse(h) = this.delayed.pop().expect("peeked just now");
-                let (from, bytes) = h.item;
-                return this.deliver(from, bytes);
+                return this.deliver(h.item);
             }
             // While the heap has room, take more from the queue (when it is
             // full, the queue fills and senders see `QueueFull`).
@@ -531,11 +588,11 @@ impl Stream for Inbox {
                             this.delayed.push(Reverse(Timed {
                                 at,
                                 seq: this.seq,
-                                item: (d.from, d.bytes),
+                                item: d,
                             }));
                             continue;
                         }
-                        _ => return this.deliver(d.from, d.bytes),
+                        _ => return this.deliver(d),
                     },
                     Poll::Ready(None) => {
                         this.rx_done = true;
@@ -589,9 +646,10 @@ mod tests {
                 a.send(b.local_addr(), Bytes::from(vec![i])).expect("sent");
             }
             for i in 0..3u8 {
-                let (from, bytes) = inbox.next().await.expect("a message");
-                assert_eq!(from, a.local_addr());
-                assert_eq!(&bytes[..], &[i]);
+                let got = inbox.next().await.expect("a message");
+                assert_eq!(got.addr, a.local_addr());
+                assert_eq!(got.peer, None, "an anonymous endpoint");
+                assert_eq!(&got.bytes[..], &[i]);
             }
             assert_eq!(net.stats().delivered, 3);
         });
@@ -691,8 +749,8 @@ mod tests {
             }
             let mut got = Vec::new();
             for _ in 0..20 {
-                let (_, bytes) = inbox.next().await.expect("a message");
-                got.push(bytes[0]);
+                let r = inbox.next().await.expect("a message");
+                got.push(r.bytes[0]);
             }
             assert!(start.elapsed() >= Duration::from_millis(5));
             let mut sorted = got.clone();
@@ -713,7 +771,7 @@ mod tests {
                 .expect("sent");
             b.close().await;
             assert_eq!(
-                inbox.next().await.map(|(_, m)| m),
+                inbox.next().await.map(|r| r.bytes),
                 Some(Bytes::from_static(b"last"))
             );
             assert_eq!(inbox.next().await, None);
@@ -722,6 +780,30 @@ mod tests {
                 Err(TransportError::Unreachable(b.local_addr()))
             );
             assert!(net.bind(b.local_addr()).is_ok());
+        });
+    }
+
+    #[test]
+    fn named_endpoints_are_authenticated() {
+        rt().block_on(async {
+            let net = MemNetwork::new(1);
+            let a = net.endpoint_as("a");
+            let mut b = net.endpoint();
+            let mut inbox = b.incoming();
+            a.send(b.local_addr(), Bytes::from_static(b"x"))
+                .expect("sent");
+            let got = inbox.next().await.expect("a message");
+            assert_eq!((got.addr, got.peer.as_deref()), (a.local_addr(), Some("a")));
+            assert_eq!(a.name(), Some("a"));
+            // A restart under another name is heard under the new name.
+            let addr = a.local_addr();
+            drop(a);
+            let a2 = net.bind_as("a2", addr).expect("free again");
+            a2.send(b.local_addr(), Bytes::from_static(b"y"))
+                .expect("sent");
+            let got = inbox.next().await.expect("a message");
+            assert_eq!(got.peer.as_deref(), Some("a2"));
+            assert_eq!(b.max_message_bytes(), DEFAULT_MAX_MESSAGE_BYTES);
         });
     }
 

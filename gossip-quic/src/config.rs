@@ -45,9 +45,17 @@ pub struct QuicConfig {
     pub advertise: Option<SocketAddr>,
     /// Authentication.
     pub security: Security,
-    /// SNI presented on every dial and expected as SAN in every node
+    /// The cluster's name. Every peer certificate must name a node of this
+    /// cluster ([`node_uri`](crate::certs::node_uri)), so a CA shared by two
+    /// clusters does not merge them.
+    pub cluster: String,
+    /// SNI presented on every dial and expected as DNS SAN in every node
     /// certificate; [`server_name`]`(cluster)`.
     pub server_name: String,
+    /// Node names refused at the handshake whatever their certificate (a
+    /// revoked or compromised node), counted in `denied`. More can be added
+    /// at run time with [`QuicTransport::deny`](crate::QuicTransport::deny).
+    pub deny: Vec<String>,
     /// Largest message (frame payload) sent or accepted. Set it to the
     /// protocol's `max_message_bytes`; a peer announcing a larger frame is
     /// cut off before its body is read.
@@ -56,6 +64,11 @@ pub struct QuicConfig {
     pub peer_queue: usize,
     /// Received messages buffered before the reader drops (and counts).
     pub incoming_queue: usize,
+    /// Most of `incoming_queue` one peer (by authenticated name) may hold at
+    /// once; its further messages are dropped and counted
+    /// (`dropped_peer_share`), so one busy or hostile peer cannot crowd out
+    /// the others.
+    pub incoming_per_peer: usize,
     /// Most payload bytes written to one stream: small messages queued for
     /// the same peer are batched on one stream up to this.
     pub batch_bytes: usize,
@@ -80,8 +93,14 @@ pub struct QuicConfig {
     pub peer_idle: Duration,
     /// Most peers with a send queue at once; sends to more are dropped.
     pub max_peers: usize,
-    /// Most connections at once; more incoming ones are refused.
-    pub max_connections: usize,
+    /// Most connections accepted from peers' dials open at once; more are
+    /// refused (counted in `connections_refused`). Separate from
+    /// `max_dialed_connections` so peers dialing in cannot use up the room
+    /// our own dials need.
+    pub max_accepted_connections: usize,
+    /// Most connections of our own dials open at once; a dial beyond fails
+    /// (counted in `dials_refused`).
+    pub max_dialed_connections: usize,
     /// Unidirectional streams a peer may have open at once (QUIC flow
     /// control: a peer cannot exceed it).
     pub max_concurrent_streams: u32,
@@ -92,6 +111,8 @@ pub struct QuicConfig {
     /// (a peer that trickles bytes to hold our buffers).
     pub stream_timeout: Duration,
     /// How long a peer that was cut off is refused before it may reconnect.
+    /// Keyed by its authenticated node name (by address in insecure mode),
+    /// so it cannot come back from another port.
     pub cut_off_penalty: Duration,
     /// Two connections to the same peer, opened from both ends within this
     /// window, are a simultaneous dial: both ends keep the one dialed by the
@@ -121,10 +142,13 @@ impl QuicConfig {
             listen,
             advertise: None,
             security,
+            cluster: cluster.to_owned(),
             server_name: server_name(cluster),
+            deny: Vec::new(),
             max_frame_bytes: 64 * 1024,
             peer_queue: 1024,
             incoming_queue: 8192,
+            incoming_per_peer: 1024,
             batch_bytes: 256 * 1024,
             idle_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(3),
@@ -134,7 +158,8 @@ impl QuicConfig {
             connection_idle: Duration::from_secs(120),
             peer_idle: Duration::from_secs(60),
             max_peers: 65_536,
-            max_connections: 16_384,
+            max_accepted_connections: 16_384,
+            max_dialed_connections: 16_384,
             max_concurrent_streams: 64,
             max_streams_per_sec: 2000,
             stream_timeout: Duration::from_secs(10),
@@ -150,7 +175,15 @@ impl QuicConfig {
         self
     }
 
-    /// Sets the address peers reach us at.
+    /// Refuses node `node` at the handshake (see `deny`).
+    pub fn with_denied(mut self, node: impl Into<String>) -> Self {
+        self.deny.push(node.into());
+        self
+    }
+
+    /// Sets the address peers reach us at. It must be the address peers see
+    /// our connections come from (we dial from the listening endpoint): the
+    /// core refuses messages whose claimed address is not the connection's.
     pub fn with_advertise(mut self, addr: SocketAddr) -> Self {
         self.advertise = Some(addr);
         self
@@ -161,7 +194,16 @@ impl QuicConfig {
     /// a cluster with a bare quinn endpoint.
     pub fn quinn_configs(&self) -> Result<(quinn::ServerConfig, quinn::ClientConfig), QuicError> {
         self.validate()?;
-        crate::tls::quinn_configs(self)
+        let policy = std::sync::Arc::new(crate::tls::Policy::new(self, Default::default()));
+        crate::tls::quinn_configs(self, self.identity(), &policy)
+    }
+
+    /// The identity of mutual TLS; `None` in insecure mode.
+    pub(crate) fn identity(&self) -> Option<&NodeIdentity> {
+        match &self.security {
+            Security::MutualTls(identity) => Some(identity),
+            Security::InsecureDevModeNoAuthentication => None,
+        }
     }
 
     /// Checks that the settings make sense together.
@@ -176,9 +218,18 @@ impl QuicConfig {
         if self.peer_queue == 0
             || self.incoming_queue == 0
             || self.max_peers == 0
-            || self.max_connections == 0
+            || self.max_accepted_connections == 0
+            || self.max_dialed_connections == 0
         {
             return bad("queues and limits must be positive");
+        }
+        if self.incoming_per_peer == 0 || self.incoming_per_peer > self.incoming_queue {
+            return bad("incoming_per_peer must be in [1, incoming_queue]");
+        }
+        if let Some(identity) = self.identity() {
+            if identity.cluster_label() != crate::certs::cluster_label(&self.cluster) {
+                return bad("the certificate is of another cluster");
+            }
         }
         if self.keep_alive.is_zero() || self.keep_alive >= self.idle_timeout {
             return bad("keep_alive must be positive and below idle_timeout");

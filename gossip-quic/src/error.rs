@@ -45,6 +45,16 @@ pub enum QuicError {
     /// The transport is closed.
     #[error("transport closed")]
     Closed,
+    /// `max_dialed_connections` connections we dialed are open already.
+    #[error("too many dialed connections")]
+    TooManyConnections,
+    /// The peer's certificate names a node on the deny list, or one serving
+    /// a cut-off penalty.
+    #[error("peer refused: {0}")]
+    PeerRefused(String),
+    /// Reloading the identity needs mutual TLS (insecure mode has none).
+    #[error("no identity to reload in insecure mode")]
+    NoIdentity,
 }
 
 /// Why certificates could not be created, written or read.
@@ -73,4 +83,25 @@ pub enum CertError {
     /// A node name is not usable as a file name and certificate subject.
     #[error("bad node name: {0:?}")]
     BadName(String),
+    /// A certificate does not name a gossip node (`gossip://` URI SAN);
+    /// certificates issued before node names were required must be issued
+    /// again.
+    #[error("certificate names no gossip node: {0}")]
+    NoNodeName(&'static str),
+    /// A certificate names another node than the one it is used for.
+    #[error("certificate is node {found:?}'s, not {expected:?}'s")]
+    WrongNode {
+        /// The node it was loaded or reloaded for.
+        expected: String,
+        /// The node its certificate names.
+        found: String,
+    },
+    /// A certificate names another cluster than the transport serves.
+    #[error("certificate is of cluster {found:?}, not {expected:?}")]
+    WrongCluster {
+        /// The transport's cluster label.
+        expected: String,
+        /// The cluster label its certificate names.
+        found: String,
+    },
 }

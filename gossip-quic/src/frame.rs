@@ -6,8 +6,14 @@
 //! ```
 //!
 //! The reader checks each length against the limit before reading the
-//! payload, so an oversized frame costs four bytes of reading. A stream
-//! that does not start with the tag, or ends inside a frame, is garbage.
+//! payload, so an oversized frame costs four bytes of reading. It never
+//! allocates the length a header claims: the payload buffer grows with the
+//! bytes that actually arrive (a frame that fits one QUIC chunk is handed
+//! on without a copy), so a peer announcing 64 KiB and then stalling costs
+//! what it sent, not what it claimed. A stream that does not start with the
+//! tag, or ends inside a frame, is garbage.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use quinn::{ReadExactError, RecvStream};
@@ -45,11 +51,37 @@ pub(crate) enum FrameError {
     Read(quinn::ReadError),
 }
 
+/// Keeps a gauge of bytes held in partial frames: adds what the buffer
+/// holds now, gives it all back when dropped.
+struct Held<'a> {
+    gauge: &'a AtomicU64,
+    held: u64,
+}
+
+impl Held<'_> {
+    fn set(&mut self, now: usize) {
+        let now = now as u64;
+        if now > self.held {
+            self.gauge.fetch_add(now - self.held, Ordering::Relaxed);
+        } else {
+            self.gauge.fetch_sub(self.held - now, Ordering::Relaxed);
+        }
+        self.held = now;
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.set(0);
+    }
+}
+
 /// Reads frames from `stream` until it finishes, handing each payload to
-/// `deliver`.
+/// `deliver`. `buffered` counts the bytes held in frames still arriving.
 pub(crate) async fn read_frames(
     stream: &mut RecvStream,
     max_frame_bytes: usize,
+    buffered: &AtomicU64,
     mut deliver: impl FnMut(Bytes),
 ) -> Result<(), FrameError> {
     let mut tag = [0u8; 1];
@@ -73,15 +105,35 @@ pub(crate) async fn read_frames(
         if len > max_frame_bytes {
             return Err(FrameError::Oversized(len as u64));
         }
-        let mut payload = vec![0u8; len];
-        match stream.read_exact(&mut payload).await {
-            Ok(()) => deliver(Bytes::from(payload)),
-            Err(ReadExactError::FinishedEarly(_)) => {
-                return Err(FrameError::Garbage("truncated frame"));
+        deliver(read_payload(stream, len, buffered).await?);
+    }
+}
+
+/// Reads one payload of `len` bytes, growing the buffer as chunks arrive.
+async fn read_payload(
+    stream: &mut RecvStream,
+    len: usize,
+    buffered: &AtomicU64,
+) -> Result<Bytes, FrameError> {
+    let mut payload: Vec<u8> = Vec::new();
+    let mut held = Held {
+        gauge: buffered,
+        held: 0,
+    };
+    while payload.len() < len {
+        match stream.read_chunk(len - payload.len(), true).await {
+            Ok(Some(chunk)) if payload.is_empty() && chunk.bytes.len() == len => {
+                return Ok(chunk.bytes);
             }
-            Err(ReadExactError::ReadError(e)) => return Err(FrameError::Read(e)),
+            Ok(Some(chunk)) => {
+                payload.extend_from_slice(&chunk.bytes);
+                held.set(payload.capacity());
+            }
+            Ok(None) => return Err(FrameError::Garbage("truncated frame")),
+            Err(e) => return Err(FrameError::Read(e)),
         }
     }
+    Ok(Bytes::from(payload))
 }
 
 #[cfg(test)]

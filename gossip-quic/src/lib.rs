@@ -32,14 +32,28 @@
 //!   the idle timeout closes a vanished one; an idle writer releases its
 //!   queue. What a dead peer costs is bounded by these timeouts.
 //! - **Mutual TLS by default** against the cluster CA ([`certs`]); a peer
-//!   without a certificate, or with another CA's, is refused, logged and
-//!   counted on both sides (`tls_refused` / `tls_refused_by_peer`).
-//!   ALPN is `gossip/<protocol version>`. The unauthenticated mode exists
-//!   only as [`QuicConfig::insecure_dev_mode_no_authentication`].
+//!   without a certificate, with another CA's, an expired one, one of
+//!   another cluster or of a denied node is refused, logged (a burst is
+//!   summarized, not logged line by line) and counted on both sides
+//!   (`tls_refused` / `tls_refused_by_peer`, and `tls_wrong_cluster`,
+//!   `tls_no_node_name`, `denied` for why). ALPN is
+//!   `gossip/<protocol version>`. The unauthenticated mode exists only as
+//!   [`QuicConfig::insecure_dev_mode_no_authentication`] and warns at bind.
+//! - **A certificate is a node**: the name in the peer's verified
+//!   certificate comes with every received message
+//!   ([`Received::peer`](gossip_core::Received)), and the core refuses
+//!   envelopes claiming another node or another address. Certificates
+//!   rotate without a restart ([`QuicTransport::reload_identity`]); nodes
+//!   are revoked with the deny list ([`QuicConfig::deny`],
+//!   [`QuicTransport::deny`]).
+//! - **Bounded**: separate limits for accepted and dialed connections, a
+//!   per-peer share of the incoming queue, frame buffers that grow with
+//!   the bytes received rather than the length announced.
 //! - **Bad input** (garbage streams, oversized frames, stream floods,
 //!   streams held open) cuts that one peer off: its connection is closed
 //!   with a protocol-violation code, counted, and new connections from it
-//!   are refused for `cut_off_penalty`. Other peers are untouched.
+//!   (by node name) are refused for `cut_off_penalty`. Other peers are
+//!   untouched.
 //!
 //! Counters: [`QuicTransport::metrics`].
 
@@ -51,9 +65,12 @@ mod metrics;
 mod tls;
 mod transport;
 
-pub use certs::{ClusterCa, NodeCert, NodeIdentity, server_name, write_cluster};
+pub use certs::{
+    CertName, ClusterCa, DEFAULT_NODE_VALIDITY, NodeCert, NodeIdentity, cert_name, node_uri,
+    server_name, write_cluster, write_cluster_valid_for,
+};
 pub use config::{QuicConfig, Security};
 pub use error::{CertError, QuicError};
 pub use metrics::QuicMetrics;
 pub use tls::alpn;
-pub use transport::{ConnectionInfo, QuicTransport};
+pub use transport::{ConnectionInfo, QuicHandle, QuicTransport};

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 macro_rules! metrics {
     ($($(#[doc = $doc:literal])* $name:ident,)*) => {
         /// A snapshot of the transport's counters (all since bind, except
-        /// `connections_open`, a gauge). From
+        /// the gauges `connections_open`, `accepted_open`, `dialed_open` and
+        /// `frame_bytes_buffered`). From
         /// [`QuicTransport::metrics`](crate::QuicTransport::metrics).
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
         #[non_exhaustive]
@@ -30,6 +31,14 @@ macro_rules! metrics {
 metrics! {
     /// Connections open now (gauge).
     connections_open,
+    /// Connections open now that peers dialed (gauge; at most
+    /// `max_accepted_connections`).
+    accepted_open,
+    /// Connections open now that we dialed (gauge; at most
+    /// `max_dialed_connections`).
+    dialed_open,
+    /// Dials not attempted because `max_dialed_connections` were open.
+    dials_refused,
     /// Connections established by our dials.
     connections_dialed,
     /// Connections established by peers' dials.
@@ -44,13 +53,22 @@ metrics! {
     /// Handshakes we refused: the peer's certificate failed verification
     /// (another CA, none at all) or it spoke another ALPN.
     tls_refused,
+    /// Peer certificates refused (at either end of a handshake) for naming
+    /// no gossip node: no, several or a malformed `gossip://` URI SAN.
+    tls_no_node_name,
+    /// Peer certificates refused for naming a node of another cluster
+    /// (signed by our CA, but issued for another cluster).
+    tls_wrong_cluster,
+    /// Peer certificates refused because they name a node on the deny list.
+    denied,
     /// Handshakes the peer refused: it rejected our certificate (with TLS
     /// 1.3 the dialer learns this only after its connect returned).
     tls_refused_by_peer,
     /// Other failed handshakes (timeouts, transport errors).
     handshake_failures,
-    /// Incoming connections refused because the peer is serving a cut-off
-    /// penalty or `max_connections` was reached.
+    /// Connections refused because the peer (by name, or by address in
+    /// insecure mode) is serving a cut-off penalty, or because
+    /// `max_accepted_connections` was reached.
     connections_refused,
     /// Peers cut off for bad input (any of the next four reasons).
     peers_cut_off,
@@ -85,6 +103,15 @@ metrics! {
     /// Received messages dropped because nobody drained `incoming` fast
     /// enough.
     dropped_incoming,
+    /// Received messages dropped because their sender already held its
+    /// `incoming_per_peer` share of the incoming queue.
+    dropped_peer_share,
+    /// Bytes held now in buffers of frames still arriving (gauge): it grows
+    /// with the bytes received, never with a length a peer claims.
+    frame_bytes_buffered,
+    /// Failed-handshake log lines left out during bursts (a summary line
+    /// says how many).
+    handshake_logs_suppressed,
     /// Sends refused because the message exceeded `max_frame_bytes`.
     too_large,
 }

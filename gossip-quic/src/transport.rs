@@ -10,28 +10,33 @@
 //! - per peer, a writer: owns the peer's queue, dials when there is no
 //!   connection (with backoff), batches queued messages onto one stream;
 //! - a sweeper: closes connections with no traffic for `connection_idle`,
-//!   forgets expired penalties.
+//!   forgets expired penalties, summarizes suppressed handshake logs.
+//!
+//! Each connection knows its peer's node name (from the verified
+//! certificate); received messages carry it up to the core, and penalties
+//! and the per-peer share of the incoming queue are keyed by it.
 
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use gossip_core::{Incoming, Transport, TransportError};
+use gossip_core::{Incoming, Received, Transport, TransportError};
 use quinn::{Connection, ConnectionError};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::certs::{CertName, NodeIdentity};
 use crate::config::{QuicConfig, Security};
-use crate::error::QuicError;
+use crate::error::{CertError, QuicError};
 use crate::frame::{FrameError, encode_batch, read_frames};
 use crate::metrics::{Counters, QuicMetrics};
-use crate::tls;
+use crate::tls::{self, Policy};
 
 /// Application close codes.
 mod code {
@@ -44,6 +49,8 @@ mod code {
     pub const IDLE: VarInt = VarInt::from_u32(2);
     /// The peer sent bad input and is cut off.
     pub const PROTOCOL_VIOLATION: VarInt = VarInt::from_u32(3);
+    /// The peer is serving a cut-off penalty, or was denied.
+    pub const REFUSED: VarInt = VarInt::from_u32(4);
 }
 
 /// One connection as seen by [`QuicTransport::connections`].
@@ -56,23 +63,81 @@ pub struct ConnectionInfo {
     pub dialed: bool,
     /// quinn's stable id of the connection.
     pub stable_id: usize,
+    /// The peer's node name, from its verified certificate (`None` in
+    /// insecure mode).
+    pub peer_name: Option<String>,
+}
+
+/// Who a peer is for penalties and shares: its authenticated node name,
+/// or (insecure mode only) its address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum PeerKey {
+    Name(Arc<str>),
+    Addr(SocketAddr),
+}
+
+/// A received message on the incoming queue, with the share of its sender
+/// it counts against until the consumer takes it.
+struct Queued {
+    msg: Received,
+    share: Arc<AtomicUsize>,
+}
+
+/// What a running [`QuicTransport`] offers besides the [`Transport`]
+/// trait, once the transport itself belongs to a node: certificate
+/// rotation, revocation, counters. It does not keep the transport alive;
+/// once the transport is dropped, every call fails or reads nothing.
+#[derive(Clone, Debug)]
+pub struct QuicHandle {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl QuicHandle {
+    /// See [`QuicTransport::reload_identity`].
+    pub fn reload_identity(&self, identity: NodeIdentity) -> Result<(), QuicError> {
+        self.inner
+            .upgrade()
+            .ok_or(QuicError::Closed)?
+            .reload_identity(identity)
+    }
+
+    /// See [`QuicTransport::deny`].
+    pub fn deny(&self, node: &str) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.deny(node);
+        }
+    }
+
+    /// A snapshot of the counters (all zero once the transport is gone).
+    pub fn metrics(&self) -> QuicMetrics {
+        self.inner
+            .upgrade()
+            .map(|i| i.counters.snapshot())
+            .unwrap_or_default()
+    }
 }
 
 /// A gossip [`Transport`] over QUIC with mutual TLS. See the crate docs.
 pub struct QuicTransport {
     inner: Arc<Inner>,
-    incoming: Option<mpsc::Receiver<(SocketAddr, Bytes)>>,
+    incoming: Option<mpsc::Receiver<Queued>>,
 }
 
 struct Inner {
     config: QuicConfig,
     endpoint: quinn::Endpoint,
-    client_config: quinn::ClientConfig,
+    /// Replaced by `reload_identity`; used for every new dial.
+    client_config: Mutex<quinn::ClientConfig>,
+    /// What peer certificates must name (cluster, deny list).
+    policy: Arc<Policy>,
+    /// The node our own certificate names (`None` in insecure mode).
+    own: Option<CertName>,
     local: SocketAddr,
     runtime: tokio::runtime::Handle,
-    counters: Counters,
+    counters: Arc<Counters>,
     state: Mutex<State>,
-    incoming_tx: Mutex<Option<mpsc::Sender<(SocketAddr, Bytes)>>>,
+    incoming_tx: Mutex<Option<mpsc::Sender<Queued>>>,
+    handshake_log: Mutex<LogBurst>,
     next_conn_id: AtomicU64,
     start: Instant,
     /// Flips to `true` at shutdown, so timers end their tasks at once (the
@@ -85,7 +150,9 @@ struct State {
     closed: bool,
     peers: HashMap<SocketAddr, Peer>,
     /// Peers cut off for bad input, refused until the deadline.
-    penalty: HashMap<SocketAddr, Instant>,
+    penalty: HashMap<PeerKey, Instant>,
+    /// Messages of each peer waiting in the incoming queue.
+    shares: HashMap<PeerKey, Arc<AtomicUsize>>,
 }
 
 struct Peer {
@@ -108,6 +175,11 @@ struct Cached {
 struct ConnCtx {
     id: u64,
     peer: SocketAddr,
+    /// The peer's authenticated node name (`None` in insecure mode).
+    name: Option<Arc<str>>,
+    key: PeerKey,
+    /// The peer's messages waiting in the incoming queue.
+    share: Arc<AtomicUsize>,
     dialed: bool,
     established: Instant,
     /// Milliseconds since `Inner::start` of the last stream either way.
@@ -149,7 +221,11 @@ impl QuicTransport {
                 "INSECURE DEV MODE: no authentication, anyone who reaches this port can join the cluster"
             );
         }
-        let (server_config, client_config) = tls::quinn_configs(&config)?;
+        let counters = Arc::new(Counters::default());
+        let policy = Arc::new(Policy::new(&config, counters.clone()));
+        let (server_config, client_config) =
+            tls::quinn_configs(&config, config.identity(), &policy)?;
+        let own = config.identity().map(|id| id.name.clone());
         let endpoint =
             quinn::Endpoint::server(server_config, config.listen).map_err(QuicError::Bind)?;
         let bound = endpoint.local_addr().map_err(QuicError::Bind)?;
@@ -158,12 +234,15 @@ impl QuicTransport {
         let inner = Arc::new(Inner {
             config,
             endpoint,
-            client_config,
+            client_config: Mutex::new(client_config),
+            policy,
+            own,
             local,
             runtime: runtime.clone(),
-            counters: Counters::default(),
+            counters,
             state: Mutex::new(State::default()),
             incoming_tx: Mutex::new(Some(tx)),
+            handshake_log: Mutex::new(LogBurst::default()),
             next_conn_id: AtomicU64::new(1),
             start: Instant::now(),
             shutdown: tokio::sync::watch::Sender::new(false),
@@ -194,10 +273,35 @@ impl QuicTransport {
                 peer: *peer,
                 dialed: c.ctx.dialed,
                 stable_id: c.conn.stable_id(),
+                peer_name: c.ctx.name.as_deref().map(str::to_owned),
             })
             .collect();
         out.sort_by_key(|c| c.peer);
         out
+    }
+
+    /// Swaps in a new certificate and key (a rotation) without a restart:
+    /// every handshake from now on, accepted or dialed, presents `identity`
+    /// and trusts its CA certificates; open connections go on until they
+    /// close. The new certificate must name the same node of the same
+    /// cluster. Refused in insecure mode.
+    pub fn reload_identity(&self, identity: NodeIdentity) -> Result<(), QuicError> {
+        self.inner.reload_identity(identity)
+    }
+
+    /// Adds `node` to the deny list (a revocation): its handshakes are
+    /// refused from now on, and its open connections are closed.
+    pub fn deny(&self, node: &str) {
+        self.inner.deny(node);
+    }
+
+    /// A handle for rotating the identity, denying nodes and reading the
+    /// counters after the transport was handed to a node (`NodeBuilder`
+    /// takes it by value).
+    pub fn handle(&self) -> QuicHandle {
+        QuicHandle {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     /// Connects to `peer` now, unless a connection exists, and waits for
@@ -272,13 +376,24 @@ impl Transport for QuicTransport {
 
     fn incoming(&mut self) -> Incoming {
         match self.incoming.take() {
-            Some(mut rx) => Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx))),
+            Some(mut rx) => Box::pin(futures::stream::poll_fn(move |cx| {
+                rx.poll_recv(cx).map(|q| {
+                    q.map(|q| {
+                        q.share.fetch_sub(1, Ordering::Relaxed);
+                        q.msg
+                    })
+                })
+            })),
             None => Box::pin(futures::stream::empty()),
         }
     }
 
     fn local_addr(&self) -> SocketAddr {
         self.inner.local
+    }
+
+    fn max_message_bytes(&self) -> usize {
+        self.inner.config.max_frame_bytes
     }
 
     async fn close(&self) {
@@ -305,6 +420,58 @@ impl ConnCtx {
 }
 
 impl Inner {
+    /// Swaps in a new certificate and key (a rotation) without a restart:
+    /// every handshake from now on, accepted or dialed, presents `identity`
+    /// and trusts its CA certificates; open connections go on until they
+    /// close. The new certificate must name the same node of the same
+    /// cluster. Refused in insecure mode.
+    fn reload_identity(&self, identity: NodeIdentity) -> Result<(), QuicError> {
+        let inner = self;
+        let own = inner.own.as_ref().ok_or(QuicError::NoIdentity)?;
+        if identity.name.cluster != own.cluster {
+            return Err(CertError::WrongCluster {
+                expected: own.cluster.clone(),
+                found: identity.name.cluster,
+            }
+            .into());
+        }
+        if identity.name.node != own.node {
+            return Err(CertError::WrongNode {
+                expected: own.node.clone(),
+                found: identity.name.node,
+            }
+            .into());
+        }
+        let (server, client) = tls::quinn_configs(&inner.config, Some(&identity), &inner.policy)?;
+        inner.endpoint.set_server_config(Some(server));
+        *inner
+            .client_config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = client;
+        info!(node = %own.node, "tls identity reloaded");
+        Ok(())
+    }
+
+    /// Adds `node` to the deny list (a revocation): its handshakes are
+    /// refused from now on, and its open connections are closed.
+    fn deny(&self, node: &str) {
+        let inner = self;
+        inner.policy.deny(node);
+        let cut: Vec<Cached> = inner
+            .lock()
+            .peers
+            .values()
+            .filter_map(|p| p.conn.clone())
+            .filter(|c| c.ctx.name.as_deref() == Some(node))
+            .collect();
+        for cached in cut {
+            Counters::inc(&inner.counters.denied);
+            warn!(peer = %cached.ctx.peer, node, "closing connection of a denied node");
+            cached.conn.close(code::REFUSED, b"denied");
+            inner.forget(cached.ctx.peer, cached.ctx.id);
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain maps behind; keep going.
         self.state
@@ -342,17 +509,26 @@ impl Inner {
     /// use (a simultaneous dial from the peer may win).
     async fn dial(self: &Arc<Self>, peer: SocketAddr) -> Result<Cached, QuicError> {
         let c = &self.counters;
-        let connecting = match self.endpoint.connect_with(
-            self.client_config.clone(),
-            peer,
-            &self.config.server_name,
-        ) {
-            Ok(connecting) => connecting,
-            Err(e) => {
-                Counters::inc(&c.dial_failures);
-                return Err(e.into());
-            }
-        };
+        if c.dialed_open.load(Ordering::Relaxed) >= self.config.max_dialed_connections as u64 {
+            Counters::inc(&c.dials_refused);
+            return Err(QuicError::TooManyConnections);
+        }
+        let client_config = self
+            .client_config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let connecting =
+            match self
+                .endpoint
+                .connect_with(client_config, peer, &self.config.server_name)
+            {
+                Ok(connecting) => connecting,
+                Err(e) => {
+                    Counters::inc(&c.dial_failures);
+                    return Err(e.into());
+                }
+            };
         let conn = match tokio::time::timeout(self.config.connect_timeout, connecting).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {
@@ -369,7 +545,7 @@ impl Inner {
         };
         Counters::inc(&c.connections_dialed);
         debug!(%peer, "dialed");
-        self.register(conn, true).ok_or(QuicError::Closed)
+        self.register(conn, true)
     }
 
     fn handshake_failed(&self, peer: SocketAddr, error: &ConnectionError, side: &'static str) {
@@ -377,16 +553,47 @@ impl Inner {
         match tls_failure(error) {
             Some(TlsFailure::WeRefused) => {
                 Counters::inc(&c.tls_refused);
-                warn!(%peer, side, %error, "refused peer: tls handshake failed (certificate or alpn)");
+                if self.log_handshake_failure() {
+                    warn!(%peer, side, %error, "refused peer: tls handshake failed (certificate or alpn)");
+                }
             }
             Some(TlsFailure::PeerRefused) => {
                 Counters::inc(&c.tls_refused_by_peer);
-                warn!(%peer, side, %error, "refused by peer: it rejected our tls handshake (certificate or alpn)");
+                if self.log_handshake_failure() {
+                    warn!(%peer, side, %error, "refused by peer: it rejected our tls handshake (certificate or alpn)");
+                }
             }
             None => {
                 Counters::inc(&c.handshake_failures);
                 debug!(%peer, side, %error, "handshake failed");
             }
+        }
+    }
+
+    /// Whether to log this failed handshake: the first few of a burst are
+    /// logged, the rest counted and summarized once the burst's window ends.
+    fn log_handshake_failure(&self) -> bool {
+        let mut log = self.handshake_log.lock().unwrap_or_else(|p| p.into_inner());
+        let (log_it, summary) = log.note(Instant::now());
+        drop(log);
+        if let Some(suppressed) = summary {
+            warn!(suppressed, window = ?LOG_WINDOW, "failed handshakes not logged in the last burst");
+        }
+        if !log_it {
+            Counters::inc(&self.counters.handshake_logs_suppressed);
+        }
+        log_it
+    }
+
+    /// Logs the summary of a finished burst of failed handshakes, if any.
+    fn flush_handshake_log(&self) {
+        let summary = self
+            .handshake_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .flush(Instant::now());
+        if let Some(suppressed) = summary {
+            warn!(suppressed, window = ?LOG_WINDOW, "failed handshakes not logged in the last burst");
         }
     }
 
@@ -410,23 +617,53 @@ impl Inner {
 
     /// Makes `conn` the connection of its peer, or not (deduplication), and
     /// starts reading it. Returns the connection to use for the peer.
-    fn register(self: &Arc<Self>, conn: Connection, dialed: bool) -> Option<Cached> {
+    /// Refuses (closes) a connection of a peer serving a penalty.
+    fn register(self: &Arc<Self>, conn: Connection, dialed: bool) -> Result<Cached, QuicError> {
         let peer = canonical(conn.remote_address());
-        let ctx = Arc::new(ConnCtx {
-            id: self.next_conn_id.fetch_add(1, Ordering::Relaxed),
-            peer,
-            dialed,
-            established: Instant::now(),
-            last_activity: AtomicU64::new(self.now_ms()),
-            cut: AtomicBool::new(false),
-        });
-        let new = Cached { conn, ctx };
-        let (winner, loser) = {
+        let name: Option<Arc<str>> = match self.own {
+            Some(_) => match tls::peer_name(&conn) {
+                Some(name) => Some(name.into()),
+                None => {
+                    // Mutual TLS verified a certificate naming a node; this
+                    // cannot happen, but never serve an unnamed peer.
+                    conn.close(code::REFUSED, b"no node name");
+                    return Err(QuicError::PeerRefused("no node name".to_owned()));
+                }
+            },
+            None => None,
+        };
+        let key = match &name {
+            Some(name) => PeerKey::Name(name.clone()),
+            None => PeerKey::Addr(peer),
+        };
+        let (winner, loser, new) = {
             let mut state = self.lock();
             if state.closed {
-                new.conn.close(code::SHUTDOWN, b"shutdown");
-                return None;
+                conn.close(code::SHUTDOWN, b"shutdown");
+                return Err(QuicError::Closed);
             }
+            let now = Instant::now();
+            if state.penalty.get(&key).is_some_and(|until| *until > now) {
+                drop(state);
+                Counters::inc(&self.counters.connections_refused);
+                debug!(%peer, node = ?name, "connection refused: the peer serves a penalty");
+                conn.close(code::REFUSED, b"penalty");
+                return Err(QuicError::PeerRefused("serving a penalty".to_owned()));
+            }
+            // Every connection of one peer shares one count.
+            let share = state.shares.entry(key.clone()).or_default().clone();
+            let ctx = Arc::new(ConnCtx {
+                id: self.next_conn_id.fetch_add(1, Ordering::Relaxed),
+                peer,
+                name,
+                key,
+                share,
+                dialed,
+                established: Instant::now(),
+                last_activity: AtomicU64::new(self.now_ms()),
+                cut: AtomicBool::new(false),
+            });
+            let new = Cached { conn, ctx };
             let entry = state
                 .peers
                 .entry(peer)
@@ -444,19 +681,24 @@ impl Inner {
                     };
                     if keep_new {
                         entry.conn = Some(new.clone());
-                        (new.clone(), Some((old, simultaneous)))
+                        (new.clone(), Some((old, simultaneous)), new)
                     } else {
                         entry.conn = Some(old.clone());
-                        (old, Some((new.clone(), simultaneous)))
+                        (old, Some((new.clone(), simultaneous)), new)
                     }
                 }
                 _ => {
                     entry.conn = Some(new.clone());
-                    (new.clone(), None)
+                    (new.clone(), None, new)
                 }
             }
         };
         Counters::inc(&self.counters.connections_open);
+        Counters::inc(if dialed {
+            &self.counters.dialed_open
+        } else {
+            &self.counters.accepted_open
+        });
         self.runtime.spawn(serve_connection(self.clone(), new));
         if let Some((loser, simultaneous)) = loser {
             Counters::inc(&self.counters.duplicates_closed);
@@ -471,7 +713,7 @@ impl Inner {
                 loser.conn.close(code::DUPLICATE, b"duplicate");
             });
         }
-        Some(winner)
+        Ok(winner)
     }
 
     /// Drops `peer`'s cached connection if it is connection `id`.
@@ -515,23 +757,27 @@ impl Inner {
             CutOff::StreamFlood => Counters::inc(&c.stream_floods),
             CutOff::StreamTimeout => Counters::inc(&c.stream_timeouts),
         }
-        warn!(peer = %ctx.peer, reason = %why, penalty = ?self.config.cut_off_penalty, "peer cut off for bad input");
+        warn!(peer = %ctx.peer, node = ?ctx.name, reason = %why, penalty = ?self.config.cut_off_penalty, "peer cut off for bad input");
         {
             let mut state = self.lock();
             let now = Instant::now();
             state.penalty.retain(|_, until| *until > now);
             // Bound the penalty box; a flood of distinct peers must not grow it.
-            if state.penalty.len() < self.config.max_connections {
+            let bound = self.config.max_accepted_connections + self.config.max_dialed_connections;
+            if state.penalty.len() < bound {
                 state
                     .penalty
-                    .insert(ctx.peer, now + self.config.cut_off_penalty);
+                    .insert(ctx.key.clone(), now + self.config.cut_off_penalty);
             }
         }
         conn.close(code::PROTOCOL_VIOLATION, b"protocol violation");
         self.forget(ctx.peer, ctx.id);
     }
 
-    /// Whether an incoming connection from `peer` must be refused.
+    /// Whether an incoming connection from `peer` must be refused before
+    /// its handshake: capacity, or (insecure mode, where the address is all
+    /// we know) a penalty. With mutual TLS penalties are by name, checked
+    /// once the handshake says who it is.
     fn refuse_incoming(&self, peer: SocketAddr) -> bool {
         let state = self.lock();
         if state.closed {
@@ -539,14 +785,14 @@ impl Inner {
         }
         let penalized = state
             .penalty
-            .get(&peer)
+            .get(&PeerKey::Addr(peer))
             .is_some_and(|until| *until > Instant::now());
         penalized
-            || self.counters.connections_open.load(Ordering::Relaxed)
-                >= self.config.max_connections as u64
+            || self.counters.accepted_open.load(Ordering::Relaxed)
+                >= self.config.max_accepted_connections as u64
     }
 
-    fn incoming_sender(&self) -> Option<mpsc::Sender<(SocketAddr, Bytes)>> {
+    fn incoming_sender(&self) -> Option<mpsc::Sender<Queued>> {
         self.incoming_tx
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -577,7 +823,9 @@ async fn accept_loop(inner: Arc<Inner>) {
                 Ok(Ok(conn)) => {
                     Counters::inc(&inner.counters.connections_accepted);
                     debug!(%peer, "accepted");
-                    inner.register(conn, false);
+                    if let Err(error) = inner.register(conn, false) {
+                        debug!(%peer, %error, "accepted connection not kept");
+                    }
                 }
                 Ok(Err(e)) => inner.handshake_failed(peer, &e, "accept"),
                 Err(_) => {
@@ -610,21 +858,39 @@ async fn serve_connection(inner: Arc<Inner>, cached: Cached) {
                 runtime.spawn(async move {
                     let tx = inner.incoming_sender();
                     let max = inner.config.max_frame_bytes;
-                    let mut delivered = false;
+                    let share_limit = inner.config.incoming_per_peer;
+                    let peer_name = ctx.name.as_deref().map(str::to_owned);
                     let deliver = |bytes: Bytes| {
-                        delivered = true;
                         let c = &inner.counters;
                         Counters::inc(&c.frames_in);
                         Counters::add(&c.bytes_in, bytes.len() as u64);
-                        if let Some(tx) = &tx {
-                            if tx.try_send((ctx.peer, bytes)).is_err() {
-                                Counters::inc(&c.dropped_incoming);
-                            }
+                        let Some(tx) = &tx else { return };
+                        if ctx.share.fetch_add(1, Ordering::Relaxed) >= share_limit {
+                            ctx.share.fetch_sub(1, Ordering::Relaxed);
+                            Counters::inc(&c.dropped_peer_share);
+                            return;
+                        }
+                        let queued = Queued {
+                            msg: Received {
+                                addr: ctx.peer,
+                                peer: peer_name.clone(),
+                                bytes,
+                            },
+                            share: ctx.share.clone(),
+                        };
+                        if tx.try_send(queued).is_err() {
+                            ctx.share.fetch_sub(1, Ordering::Relaxed);
+                            Counters::inc(&c.dropped_incoming);
                         }
                     };
                     let result = tokio::time::timeout(
                         inner.config.stream_timeout,
-                        read_frames(&mut stream, max, deliver),
+                        read_frames(
+                            &mut stream,
+                            max,
+                            &inner.counters.frame_bytes_buffered,
+                            deliver,
+                        ),
                     )
                     .await;
                     match result {
@@ -646,6 +912,11 @@ async fn serve_connection(inner: Arc<Inner>, cached: Cached) {
         }
     };
     Counters::dec(&c.connections_open);
+    Counters::dec(if ctx.dialed {
+        &c.dialed_open
+    } else {
+        &c.accepted_open
+    });
     inner.forget(ctx.peer, ctx.id);
     let peer = ctx.peer;
     match &error {
@@ -793,6 +1064,10 @@ async fn sweeper(inner: Arc<Inner>) {
             }
             let now = Instant::now();
             state.penalty.retain(|_, until| *until > now);
+            // Forget the shares of peers with no connection and nothing queued.
+            state.shares.retain(|_, share| {
+                Arc::strong_count(share) > 1 || share.load(Ordering::Relaxed) > 0
+            });
             state
                 .peers
                 .values()
@@ -802,6 +1077,7 @@ async fn sweeper(inner: Arc<Inner>) {
                 })
                 .collect()
         };
+        inner.flush_handshake_log();
         for cached in idle {
             debug!(peer = %cached.ctx.peer, "closing idle connection");
             Counters::inc(&inner.counters.connections_idle_closed);
@@ -839,6 +1115,49 @@ fn jitter(base: Duration) -> Duration {
     h.write_u64(0);
     let r = (h.finish() % 1000) as f64 / 1000.0;
     base.mul_f64(0.75 + 0.5 * r)
+}
+
+/// How long a burst of failed-handshake log lines lasts.
+const LOG_WINDOW: Duration = Duration::from_secs(10);
+/// Failed handshakes logged one by one per window; the rest are counted.
+const LOG_BURST: u32 = 5;
+
+/// Rate limit of failed-handshake logs: a scan or a misconfigured peer
+/// retrying must not write a line per attempt. The first [`LOG_BURST`] of a
+/// [`LOG_WINDOW`] are logged, the rest only counted, and one summary line
+/// says how many were left out.
+#[derive(Debug, Default)]
+struct LogBurst {
+    start: Option<Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl LogBurst {
+    /// Notes one failure at `now`: whether to log it, and the summary of a
+    /// window that just ended (lines left out), if any.
+    fn note(&mut self, now: Instant) -> (bool, Option<u64>) {
+        let summary = self.flush(now);
+        self.start.get_or_insert(now);
+        if self.logged < LOG_BURST {
+            self.logged += 1;
+            (true, summary)
+        } else {
+            self.suppressed += 1;
+            (false, summary)
+        }
+    }
+
+    /// Ends the window if it is over: the lines left out in it, if any.
+    fn flush(&mut self, now: Instant) -> Option<u64> {
+        let start = self.start?;
+        if now.duration_since(start) < LOG_WINDOW {
+            return None;
+        }
+        let suppressed = std::mem::take(&mut self.suppressed);
+        *self = LogBurst::default();
+        (suppressed > 0).then_some(suppressed)
+    }
 }
 
 /// Receive-side stream rate limit: a token bucket of `rate` tokens
@@ -912,6 +1231,22 @@ mod tests {
         let mut b = TokenBucket::new(10);
         let taken = (0..20).filter(|_| b.take()).count();
         assert!((10..=11).contains(&taken));
+    }
+
+    #[test]
+    fn handshake_logs_summarize_bursts() {
+        let mut log = LogBurst::default();
+        let t0 = Instant::now();
+        let logged = (0..100).filter(|_| log.note(t0).0).count();
+        assert_eq!(logged, LOG_BURST as usize);
+        assert_eq!(
+            log.flush(t0 + Duration::from_secs(1)),
+            None,
+            "window still open"
+        );
+        let later = t0 + LOG_WINDOW;
+        assert_eq!(log.flush(later), Some(100 - u64::from(LOG_BURST)));
+        assert_eq!(log.note(later), (true, None), "a new window logs again");
     }
 
     #[test]

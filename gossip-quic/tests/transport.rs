@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use gossip_core::{Incoming, Transport};
+use gossip_core::{Incoming, Received, Transport};
 use gossip_quic::{ClusterCa, NodeIdentity, QuicConfig, QuicMetrics, QuicTransport};
 
 const CLUSTER: &str = "test";
@@ -45,9 +45,10 @@ async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
 }
 
 async fn recv(incoming: &mut Incoming) -> (SocketAddr, Bytes) {
-    within("a message", incoming.next())
+    let r = within("a message", incoming.next())
         .await
-        .expect("incoming stream ended")
+        .expect("incoming stream ended");
+    (r.addr, r.bytes)
 }
 
 /// Sends `msg` from `a` until `b` receives it (the first sends may race a
@@ -58,15 +59,23 @@ async fn deliver(
     to: SocketAddr,
     msg: &'static [u8],
 ) -> SocketAddr {
+    deliver_received(a, b_in, to, msg).await.addr
+}
+
+/// As [`deliver`], returning all the receiver saw.
+async fn deliver_received(
+    a: &QuicTransport,
+    b_in: &mut Incoming,
+    to: SocketAddr,
+    msg: &'static [u8],
+) -> Received {
     let start = tokio::time::Instant::now();
     loop {
         assert!(start.elapsed() < DEADLINE, "message never arrived");
         let _ = a.send(to, Bytes::from_static(msg));
-        if let Ok(Some((from, bytes))) =
-            tokio::time::timeout(Duration::from_millis(200), b_in.next()).await
-        {
-            if bytes.as_ref() == msg {
-                return from;
+        if let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(200), b_in.next()).await {
+            if r.bytes.as_ref() == msg {
+                return r;
             }
         }
     }
@@ -88,9 +97,14 @@ async fn two_transports_exchange_messages() {
             .expect("queue has room");
     }
     for i in 0..500u32 {
-        let (from, bytes) = recv(&mut b_in).await;
-        assert_eq!(from, a.local_addr(), "from is the sender's listen address");
-        assert_eq!(bytes.as_ref(), i.to_be_bytes());
+        let r = within("a message", b_in.next()).await.expect("a message");
+        assert_eq!(
+            r.addr,
+            a.local_addr(),
+            "from is the sender's listen address"
+        );
+        assert_eq!(r.peer.as_deref(), Some("a"), "named by its certificate");
+        assert_eq!(r.bytes.as_ref(), i.to_be_bytes());
     }
     // The reply reuses the connection a dialed.
     b.send(a.local_addr(), Bytes::from_static(b"pong"))
@@ -206,8 +220,9 @@ async fn insecure_dev_mode_nodes_talk() {
     .await;
     a.send(b.local_addr(), Bytes::from_static(b"hi"))
         .expect("queued");
-    let (from, bytes) = recv(&mut b_in).await;
-    assert_eq!((from, bytes.as_ref()), (a.local_addr(), &b"hi"[..]));
+    let r = within("a message", b_in.next()).await.expect("a message");
+    assert_eq!((r.addr, r.bytes.as_ref()), (a.local_addr(), &b"hi"[..]));
+    assert_eq!(r.peer, None, "nobody is authenticated in insecure mode");
 }
 
 /// A peer with a valid certificate that speaks no valid framing, driven
@@ -291,12 +306,22 @@ async fn cut_off_scenario(
     );
     assert_eq!(a.metrics().peers_cut_off + a.metrics().cut_off_by_peer, 0);
 
-    // The offender is refused while its penalty lasts.
-    assert!(
-        raw.connect(b.local_addr()).await.is_err(),
-        "reconnect during penalty is refused"
+    // The offender is refused while its penalty lasts, by name: from
+    // another port too (a fresh endpoint), its certificate gives it away.
+    let again = RawPeer::new(ca, "mallory");
+    assert_ne!(
+        again.endpoint.local_addr().ok(),
+        raw.endpoint.local_addr().ok()
     );
-    assert!(b.metrics().connections_refused >= 1);
+    if let Ok(conn) = again.connect(b.local_addr()).await {
+        match within("the penalized peer to be refused", conn.closed()).await {
+            quinn::ConnectionError::ApplicationClosed(close) => {
+                assert_eq!(close.error_code, quinn::VarInt::from_u32(4), "refused")
+            }
+            other => panic!("expected a refusal, got {other}"),
+        }
+    }
+    wait_for("refusal counted", || b.metrics().connections_refused >= 1).await;
 }
 
 #[tokio::test]

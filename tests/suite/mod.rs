@@ -45,12 +45,12 @@ pub const NODES: usize = 5;
 
 /// What the suite needs from a transport under test.
 pub trait Harness {
-    /// A transport bound to a fresh address.
-    fn transport(&self) -> impl Future<Output = Box<dyn Transport>>;
+    /// A transport bound to a fresh address, authenticated as node `name`.
+    fn transport(&self, name: &str) -> impl Future<Output = Box<dyn Transport>>;
 
-    /// A transport bound to `addr` again, after the node that held it was
-    /// stopped (a restart on the same address).
-    fn rebind(&self, addr: SocketAddr) -> impl Future<Output = Box<dyn Transport>>;
+    /// A transport for node `name` bound to `addr` again, after the node
+    /// that held it was stopped (a restart on the same address).
+    fn rebind(&self, name: &str, addr: SocketAddr) -> impl Future<Output = Box<dyn Transport>>;
 
     /// Splits the network: endpoints of `groups[i]` only reach each other.
     /// Returns `false` if this transport cannot partition (the partition
@@ -125,8 +125,9 @@ impl<'h, H: Harness> Cluster<'h, H> {
             members: Vec::new(),
         };
         for i in 0..n {
-            let transport = h.transport().await;
-            c.spawn(format!("n{i}"), 1, transport);
+            let name = format!("n{i}");
+            let transport = h.transport(&name).await;
+            c.spawn(name, 1, transport);
         }
         c
     }
@@ -477,7 +478,7 @@ pub async fn restart_supersedes<H: Harness>(h: &H) {
     let addr = c.members[r].addr;
     c.stop(r).await;
 
-    let transport = h.rebind(addr).await;
+    let transport = h.rebind("n4", addr).await;
     let i = c.spawn("n4".to_owned(), 2, transport);
     c.members[i]
         .node
@@ -544,7 +545,7 @@ pub async fn spread_over_arbiters<H: Harness>(h: &H) {
     let mut nodes = Vec::new();
     let mut seed = None;
     for i in 0..NODES {
-        let transport = h.transport().await;
+        let transport = h.transport(&format!("n{i}")).await;
         let addr = transport.local_addr();
         let node = NodeBuilder::new(format!("n{i}"))
             .config(config.clone())

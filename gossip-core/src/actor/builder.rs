@@ -27,6 +27,15 @@ pub enum StartError {
     /// `start` was called outside a running actix system.
     #[error("no actix arbiter running on this thread")]
     NoRuntime,
+    /// The config's `max_message_bytes` exceeds what the transport carries:
+    /// the node's large messages would be dropped at every send.
+    #[error("max_message_bytes {config} exceeds the transport's limit of {transport} bytes")]
+    MessageTooLarge {
+        /// The config's `max_message_bytes`.
+        config: usize,
+        /// The transport's [`Transport::max_message_bytes`].
+        transport: usize,
+    },
 }
 
 /// Builds and starts a [`GossipNode`].
@@ -124,6 +133,13 @@ impl NodeBuilder {
     fn build(self, transport: Box<dyn Transport>) -> Result<GossipNode, StartError> {
         if self.name.is_empty() {
             return Err(StartError::EmptyName);
+        }
+        let limit = transport.max_message_bytes();
+        if self.config.max_message_bytes > limit {
+            return Err(StartError::MessageTooLarge {
+                config: self.config.max_message_bytes,
+                transport: limit,
+            });
         }
         let generation = self.generation.unwrap_or_else(unix_micros);
         let rng_seed = self

@@ -1,12 +1,10 @@
 //! The `GossipNode` actor: a thin shell that feeds a [`proto::Node`] with
 //! time, received bytes and commands, and carries out what it asks for.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::messages::{
@@ -14,7 +12,7 @@ use super::messages::{
     NodeSnapshot, Set, Snapshot, Stop, Subscribe, Value,
 };
 use crate::proto::{self, Event, MemberInfo, Node, WriteError};
-use crate::transport::{Incoming, Transport, TransportError};
+use crate::transport::{Incoming, Received, Transport, TransportError};
 
 /// Converts the process clock into the core's time: microseconds since a
 /// start instant captured once per node. The shell reads the clock; the
@@ -256,16 +254,20 @@ impl Actor for GossipNode {
     }
 }
 
-impl StreamHandler<(SocketAddr, Bytes)> for GossipNode {
-    fn handle(&mut self, (from, bytes): (SocketAddr, Bytes), ctx: &mut Self::Context) {
+impl StreamHandler<Received> for GossipNode {
+    fn handle(&mut self, msg: Received, ctx: &mut Self::Context) {
         if self.stopping {
             return;
         }
         self.counters.received += 1;
         let now = self.now();
-        if let Err(reason) = self.core.handle_bytes(now, from, &bytes) {
+        let Received { addr, peer, bytes } = msg;
+        if let Err(reason) = self
+            .core
+            .handle_authenticated(now, addr, peer.as_deref(), &bytes)
+        {
             self.counters.refused += 1;
-            tracing::trace!(node = %self.core.id(), %from, %reason, len = bytes.len(), "message refused");
+            tracing::trace!(node = %self.core.id(), from = %addr, ?peer, %reason, len = bytes.len(), "message refused");
         }
         self.drain(ctx);
     }

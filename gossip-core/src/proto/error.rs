@@ -66,4 +66,9 @@ pub enum RefuseReason {
     /// admits such a name.
     #[error("node name too long")]
     NameTooLong,
+    /// The envelope names another node than the transport authenticated,
+    /// or another address than the one it came from (see
+    /// [`Node::handle_authenticated`](crate::proto::Node::handle_authenticated)).
+    #[error("sender is not who the envelope claims")]
+    IdentityMismatch,
 }

@@ -19,6 +19,9 @@ pub struct Refused {
     pub wrong_cluster: u64,
     /// Messages that claimed to be from this node.
     pub from_self: u64,
+    /// Named another node, or another address, than the transport
+    /// authenticated.
+    pub identity_mismatch: u64,
     /// Messages naming a node whose name is longer than `max_name_bytes`.
     pub name_too_long: u64,
     /// Updates whose key is longer than `max_key_bytes` (skipped; the rest
@@ -55,6 +58,7 @@ impl Refused {
             RefuseReason::WrongCluster => &mut self.wrong_cluster,
             RefuseReason::FromSelf => &mut self.from_self,
             RefuseReason::NameTooLong => &mut self.name_too_long,
+            RefuseReason::IdentityMismatch => &mut self.identity_mismatch,
         };
         *c += 1;
     }
@@ -78,6 +82,7 @@ impl Refused {
             + self.wrong_cluster
             + self.from_self
             + self.name_too_long
+            + self.identity_mismatch
     }
 
     /// Parts of accepted messages refused by a limit (updates and members;

@@ -446,6 +446,38 @@ impl Node {
         }
     }
 
+    /// Decodes and handles one message whose sender the transport
+    /// authenticated: `addr` is the address it came from, `peer` the node
+    /// name the transport proved (its certificate), `None` if the transport
+    /// authenticates nobody (then this is [`handle_bytes`](Node::handle_bytes)).
+    ///
+    /// With `peer` given, an envelope naming another node, or another
+    /// address than `addr`, is refused as
+    /// [`RefuseReason::IdentityMismatch`]: a member may speak only for
+    /// itself, and replies go to the address it was heard from. Otherwise
+    /// as `handle_bytes`.
+    pub fn handle_authenticated(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        peer: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<(), RefuseReason> {
+        let envelope = match codec::decode(bytes, self.config.max_message_bytes) {
+            Ok(envelope) => envelope,
+            Err(reason) => return Err(self.refuse(now, addr, reason)),
+        };
+        if let Some(name) = peer
+            && (envelope.from.name != name || envelope.from.addr != addr)
+        {
+            // Logged by `refuse`, at most once per peer per interval.
+            return Err(self.refuse(now, addr, RefuseReason::IdentityMismatch));
+        }
+        self.handle_message(now, addr, envelope)?;
+        self.metrics.bytes_in += bytes.len() as u64;
+        Ok(())
+    }
+
     /// Handles one decoded message (the simulator skips the codec).
     pub fn handle_message(
         &mut self,
