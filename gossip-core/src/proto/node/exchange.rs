@@ -372,11 +372,11 @@ impl Node {
             // A member new to us: admitted from the entry at once (one
             // message is enough to learn a member, which matters under
             // loss); its updates are asked for below like any member's.
+            // Not pushed as fresh news: the relay spreads it already, and
+            // during a mass join pushing every member learned so fills the
+            // hot list with old news (BENCHMARKS.md, issue 10).
             None => match self.admit(now, e.id.clone()) {
-                Some(Ok(i)) => {
-                    self.push_hot(e.id.clone(), 0, now, true);
-                    i
-                }
+                Some(Ok(i)) => i,
                 // An earlier entry of this very digest named it.
                 Some(Err((i, _))) => i,
                 None => {
