@@ -570,9 +570,9 @@ impl Forgotten {
         self.order.len()
     }
 
-    /// The `i`-th oldest record.
-    pub fn nth(&self, i: usize) -> Option<&Gone> {
-        self.order.get(i).and_then(|n| self.by_name.get(n))
+    /// The `i`-th oldest record, mutable.
+    pub fn nth_mut(&mut self, i: usize) -> Option<&mut Gone> {
+        self.order.get(i).and_then(|n| self.by_name.get_mut(n))
     }
 }
 

@@ -359,7 +359,7 @@ impl Node {
         if slot == Some(0) {
             return self.compare_self(e);
         }
-        if self.forgotten.contains(&e.id) {
+        if self.rejoin.forgotten.contains(&e.id) {
             self.on_forgotten(now, &e.id, e.heartbeat);
             return Cmp::Ignore;
         }
@@ -569,7 +569,7 @@ impl Node {
             }
             return;
         }
-        if self.forgotten.contains(&d.id) {
+        if self.rejoin.forgotten.contains(&d.id) {
             self.on_forgotten(now, &d.id, d.heartbeat);
             return;
         }

@@ -18,7 +18,7 @@ use crate::proto::failure::{Coverage, PhiParams};
 use crate::proto::id::{Id, NodeId};
 use crate::proto::keyspace::{Change, Entry, Keyspace};
 use crate::proto::loglimit::LogLimit;
-use crate::proto::membership::{Forgotten, Member, Members};
+use crate::proto::membership::{Member, Members};
 use crate::proto::message::{DigestEntry, Envelope, Message, NodeDelta, size};
 use crate::proto::metrics::{Gauges, Metrics, PartRefused};
 use crate::proto::time::Instant;
@@ -77,6 +77,15 @@ const MAX_BEHIND: usize = 256;
 /// Bytes reserved for an envelope's own fields and list lengths.
 const ENVELOPE_SLACK: usize = 32;
 
+/// What this node tells about misbehaving or conflicting peers, bounded:
+/// name conflicts reported once each, refusals logged once per peer per
+/// interval.
+#[derive(Debug, Default)]
+struct Complaints {
+    conflicts: Vec<Id>,
+    log: LogLimit,
+}
+
 /// Room for events [`Node::poll_event`] keeps once the queue is drained.
 const EVENTS_KEPT: usize = 256;
 
@@ -129,7 +138,7 @@ pub struct Node {
     phi: PhiParams,
     rng: StdRng,
     members: Members,
-    forgotten: Forgotten,
+    rejoin: rejoin::Rejoin,
     seeds: Vec<SocketAddr>,
     hot: VecDeque<Hot>,
     behind: Vec<Id>,
@@ -146,10 +155,7 @@ pub struct Node {
     next_join: Instant,
     leave_version: Option<u64>,
     leave_announced: bool,
-    conflicts_reported: Vec<Id>,
-    /// Knocks sent this round (see `rejoin`).
-    knocks_this_round: u32,
-    log_limit: LogLimit,
+    complaints: Complaints,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     metrics: Metrics,
@@ -194,7 +200,7 @@ impl Node {
             phi,
             rng,
             members,
-            forgotten: Forgotten::default(),
+            rejoin: rejoin::Rejoin::default(),
             seeds,
             hot: VecDeque::new(),
             behind: Vec::new(),
@@ -210,9 +216,7 @@ impl Node {
             next_join: now,
             leave_version: None,
             leave_announced: false,
-            conflicts_reported: Vec::new(),
-            knocks_this_round: 0,
-            log_limit: LogLimit::default(),
+            complaints: Complaints::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             metrics: Metrics::default(),
@@ -537,7 +541,7 @@ impl Node {
             return;
         }
         self.check_stall(now);
-        self.knocks_this_round = 0;
+        self.rejoin.knocks = 0;
         self.phi.gap_floor = self.coverage.gap_floor(
             self.members.len(),
             self.config.fanout,
@@ -635,7 +639,11 @@ impl Node {
     /// about less than an interval ago.
     fn refuse(&mut self, now: Instant, from: SocketAddr, reason: RefuseReason) -> RefuseReason {
         self.metrics.refused.count(reason);
-        if self.log_limit.allow(now, from, self.config.gossip_interval) {
+        if self
+            .complaints
+            .log
+            .allow(now, from, self.config.gossip_interval)
+        {
             tracing::debug!(node = %self.me, %from, %reason, "message refused");
         } else {
             self.metrics.logs_suppressed += 1;
@@ -644,14 +652,14 @@ impl Node {
     }
 
     fn report_conflict(&mut self, existing: Id, claimant: Id) {
-        if self.conflicts_reported.iter().any(|c| **c == *claimant) {
+        if self.complaints.conflicts.iter().any(|c| **c == *claimant) {
             return;
         }
-        if self.conflicts_reported.len() >= MAX_BEHIND {
-            self.conflicts_reported.remove(0);
+        if self.complaints.conflicts.len() >= MAX_BEHIND {
+            self.complaints.conflicts.remove(0);
         }
         tracing::warn!(node = %self.me, %existing, %claimant, "two nodes claim one name");
-        self.conflicts_reported.push(claimant.clone());
+        self.complaints.conflicts.push(claimant.clone());
         self.emit(Event::NameConflict { existing, claimant });
     }
 }

@@ -10,6 +10,16 @@
 //! the answer, if the incarnation runs, is its own message.
 
 use super::*;
+use crate::proto::membership::Forgotten;
+
+/// The state of coming back: what was forgotten, and the knocks of this
+/// round.
+#[derive(Debug, Default)]
+pub(super) struct Rejoin {
+    pub forgotten: Forgotten,
+    /// Knocks sent this round (reset on every tick).
+    pub knocks: u32,
+}
 
 /// Knocks per round at most, whatever prompted them.
 pub(super) const MAX_KNOCKS_PER_ROUND: u32 = 32;
@@ -30,13 +40,13 @@ impl Node {
             }
             return;
         }
-        if let Some(gone) = self.forgotten.get(&sender.name) {
+        if let Some(gone) = self.rejoin.forgotten.get(&sender.name) {
             if sender.generation < gone.id.generation {
                 // An incarnation older than one we forgot: stale.
                 self.metrics.refused.count_part(PartRefused::Forgotten);
                 return;
             }
-            self.forgotten.remove(&sender.name);
+            self.rejoin.forgotten.remove(&sender.name);
             tracing::debug!(node = %self.me, member = %sender, "a forgotten member talks again; admitting it");
         }
         match self.admit(now, sender.clone()) {
@@ -53,7 +63,7 @@ impl Node {
     pub(super) fn on_forgotten(&mut self, now: Instant, id: &Id, heartbeat: u64) {
         self.metrics.refused.count_part(PartRefused::Forgotten);
         let every = self.config.gossip_interval * KNOCK_EVERY_ROUNDS;
-        let Some(gone) = self.forgotten.get_mut(&id.name) else {
+        let Some(gone) = self.rejoin.forgotten.get_mut(&id.name) else {
             return;
         };
         let due = gone
@@ -62,7 +72,7 @@ impl Node {
         if id.generation != gone.id.generation || heartbeat <= gone.heartbeat || !due {
             return;
         }
-        if self.knocks_this_round < MAX_KNOCKS_PER_ROUND {
+        if self.rejoin.knocks < MAX_KNOCKS_PER_ROUND {
             gone.knocked = Some(now);
             let addr = gone.id.addr;
             self.knock(addr);
@@ -73,36 +83,33 @@ impl Node {
     /// forgotten incarnation, so partitions heal even with no seed on the
     /// other side.
     pub(super) fn knock_forgotten(&mut self, now: Instant) {
-        let n = self.forgotten.len();
+        let n = self.rejoin.forgotten.len();
         if n == 0 || !self.rng.random_bool(self.config.unreachable_probability) {
             return;
         }
         let i = self.rng.random_range(0..n);
-        let Some(gone) = self.forgotten.nth(i) else {
+        let every = self.config.gossip_interval * KNOCK_EVERY_ROUNDS;
+        let Some(gone) = self.rejoin.forgotten.nth_mut(i) else {
             return;
         };
-        let every = self.config.gossip_interval * KNOCK_EVERY_ROUNDS;
         if gone
             .knocked
             .is_some_and(|t| now.saturating_since(t) < every)
         {
             return;
         }
-        let name = gone.id.name.clone();
+        gone.knocked = Some(now);
         let addr = gone.id.addr;
-        if let Some(g) = self.forgotten.get_mut(&name) {
-            g.knocked = Some(now);
-        }
         self.knock(addr);
     }
 
     /// A one-entry `Syn` to `to`: enough for it to learn we run (it admits
     /// us from the envelope) and to answer with its own header.
     pub(super) fn knock(&mut self, to: SocketAddr) {
-        if self.knocks_this_round >= MAX_KNOCKS_PER_ROUND {
+        if self.rejoin.knocks >= MAX_KNOCKS_PER_ROUND {
             return;
         }
-        self.knocks_this_round += 1;
+        self.rejoin.knocks += 1;
         self.metrics.knocks += 1;
         let own = self.own_entry();
         let bytes = size::digest_entry(&own);

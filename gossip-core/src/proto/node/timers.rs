@@ -112,7 +112,9 @@ impl Node {
         }
         for (id, heartbeat) in forget {
             self.members.remove(&id.name);
-            self.forgotten.insert(&id, heartbeat, self.config.max_nodes);
+            self.rejoin
+                .forgotten
+                .insert(&id, heartbeat, self.config.max_nodes);
             self.hot.retain(|h| h.id.name != id.name);
             self.emit(Event::MemberForgotten { id });
         }
