@@ -71,4 +71,8 @@ pub enum RefuseReason {
     /// [`Node::handle_authenticated`](crate::proto::Node::handle_authenticated)).
     #[error("sender is not who the envelope claims")]
     IdentityMismatch,
+    /// The sender claims a generation no honest node has (see
+    /// [`refute::MAX_CLAIM`](crate::proto::refute::MAX_CLAIM)).
+    #[error("impossible generation")]
+    Impossible,
 }

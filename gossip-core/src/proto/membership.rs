@@ -438,6 +438,13 @@ impl Members {
         old
     }
 
+    /// Gives the member in slot `i` another identity of the same name,
+    /// keeping what is held of it (this node taking a new generation).
+    pub fn reidentify(&mut self, i: usize, id: Id) {
+        debug_assert_eq!(self.slots[i].0.name, id.name, "the name stays");
+        self.slots[i].0 = id;
+    }
+
     pub fn remove(&mut self, name: &str) -> Option<(Id, Member)> {
         let i = self.find(name)?;
         if i == 0 {

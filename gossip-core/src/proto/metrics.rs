@@ -34,6 +34,12 @@ pub struct Refused {
     pub keyspace_full: u64,
     /// Members not admitted because `max_nodes` were known already.
     pub table_full: u64,
+    /// Claims no honest node makes: counters above
+    /// [`refute::MAX_CLAIM`](crate::proto::refute::MAX_CLAIM), generations
+    /// jumping too far. Whole messages and skipped digest entries or
+    /// deltas both count here (and in neither [`total`](Self::total) nor
+    /// [`parts`](Self::parts)).
+    pub impossible: u64,
     /// Relayed state about an incarnation this node forgot (a stale peer;
     /// see `Config::grace_period`). Not a fault: counted to show it works.
     pub forgotten: u64,
@@ -47,6 +53,7 @@ pub(crate) enum PartRefused {
     KeyspaceFull,
     TableFull,
     Forgotten,
+    Impossible,
 }
 
 impl Refused {
@@ -59,6 +66,7 @@ impl Refused {
             RefuseReason::FromSelf => &mut self.from_self,
             RefuseReason::NameTooLong => &mut self.name_too_long,
             RefuseReason::IdentityMismatch => &mut self.identity_mismatch,
+            RefuseReason::Impossible => &mut self.impossible,
         };
         *c += 1;
     }
@@ -70,6 +78,7 @@ impl Refused {
             PartRefused::KeyspaceFull => &mut self.keyspace_full,
             PartRefused::TableFull => &mut self.table_full,
             PartRefused::Forgotten => &mut self.forgotten,
+            PartRefused::Impossible => &mut self.impossible,
         };
         *c += 1;
     }
@@ -124,6 +133,9 @@ pub struct Metrics {
     /// Messages sent to forgotten or unreachable members to find out
     /// whether they are back (see [`Config::grace_period`](crate::proto::Config::grace_period)).
     pub knocks: u64,
+    /// Times this node moved its own state above a peer's claim about it
+    /// (see [`refute`](crate::proto::refute)).
+    pub refutations: u64,
     /// Log lines about a misbehaving peer left out because one about the
     /// same peer was written less than an interval before.
     pub logs_suppressed: u64,

@@ -17,6 +17,7 @@ pub mod message;
 pub mod metrics;
 mod node;
 mod presets;
+pub mod refute;
 pub mod time;
 
 pub use codec::{PROTOCOL_VERSION, cluster_id, decode, encode};

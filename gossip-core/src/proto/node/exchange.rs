@@ -363,6 +363,14 @@ impl Node {
             self.on_forgotten(now, &e.id, e.heartbeat);
             return Cmp::Ignore;
         }
+        let held = slot.map(|i| self.members.at(i as usize).0.generation);
+        if refute::impossible(e.heartbeat)
+            || refute::impossible(e.max_version)
+            || refute::impossible_generation(held, e.id.generation)
+        {
+            self.metrics.refused.count_part(PartRefused::Impossible);
+            return Cmp::Ignore;
+        }
         let phi = self.phi;
         let i = match slot {
             Some(i) => i as usize,
@@ -422,13 +430,13 @@ impl Node {
 
     /// A peer's entry about this very node.
     pub(super) fn compare_self(&mut self, e: &DigestEntry) -> Cmp {
-        if *e.id != *self.me {
-            if e.id.generation >= self.me.generation {
-                self.report_conflict(self.me.clone(), e.id.clone());
-                return Cmp::Ignore;
-            }
+        if e.id.generation < self.me.generation {
             // Our own previous incarnation: tell them about this one.
             return Cmp::WeAhead { floor: 0 };
+        }
+        // Never adopted; noted, and refuted at the next round if ahead.
+        if !self.claim_about_self(&e.id, e.heartbeat, e.max_version, false) || *e.id != *self.me {
+            return Cmp::Ignore;
         }
         if let Some(v) = self.leave_version
             && e.max_version >= v
@@ -564,9 +572,15 @@ impl Node {
         paged: bool,
     ) {
         if found == Some(0) {
-            if *d.id != *self.me && d.id.generation >= self.me.generation {
-                self.report_conflict(self.me.clone(), d.id.clone());
+            if d.id.generation >= self.me.generation {
+                // Never adopted; noted, and refuted at the next round if ahead.
+                self.claim_about_self(&d.id, d.heartbeat, d.max_version, d.left);
             }
+            return;
+        }
+        let held = found.map(|i| self.members.at(i).0.generation);
+        if impossible_delta(&d, held) {
+            self.metrics.refused.count_part(PartRefused::Impossible);
             return;
         }
         if self.rejoin.forgotten.contains(&d.id) {
@@ -606,9 +620,8 @@ impl Node {
         // Identities are cloned only where an event or a list keeps one.
         let (owner, m) = self.members.at_mut(i);
         let revived = m.observe(d.heartbeat, now, &phi);
-        let announced = d.left && !m.left;
-        m.left |= d.left;
         let old_mv = m.max_version;
+        let was_left = m.left;
         let mut gone: Vec<String> = Vec::new();
         if d.reset && m.max_version < d.gc_version {
             // We are older than tombstones the peer has forgotten: start over.
@@ -672,6 +685,12 @@ impl Node {
             }
             m.max_version = m.max_version.max(complete);
         }
+        // A leave is a version of its own (see `Node::leave`): taken only
+        // with state newer than ours, or about a member new to us. A forged
+        // one thus makes us ahead of the member, which hears of it when we
+        // answer its digest, and refutes it with a new generation.
+        let announced = d.left && !was_left && (fresh || d.max_version > old_mv);
+        m.left |= announced;
         for key in gone {
             if m.keyspace().and_then(|k| k.get(&key)).is_none() {
                 changes.push(Event::KeyDeleted {
@@ -795,4 +814,14 @@ impl Node {
             self.send(sender.addr, Message::Ack { delta }, len);
         }
     }
+}
+
+/// Whether a delta carries a claim no honest node makes; `held` is the
+/// generation held of its member, if any.
+fn impossible_delta(d: &NodeDelta, held: Option<u64>) -> bool {
+    refute::impossible_generation(held, d.id.generation)
+        || [d.heartbeat, d.floor, d.gc_version, d.max_version]
+            .into_iter()
+            .any(refute::impossible)
+        || d.updates.iter().any(|u| refute::impossible(u.version))
 }

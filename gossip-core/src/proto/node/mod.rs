@@ -21,9 +21,11 @@ use crate::proto::loglimit::LogLimit;
 use crate::proto::membership::{Member, Members};
 use crate::proto::message::{DigestEntry, Envelope, Message, NodeDelta, size};
 use crate::proto::metrics::{Gauges, Metrics, PartRefused};
+use crate::proto::refute;
 use crate::proto::time::Instant;
 
 mod exchange;
+mod own;
 mod rejoin;
 mod sweep;
 mod timers;
@@ -69,6 +71,10 @@ struct Hot {
     /// Version this node held before the change: pushes carry updates above it.
     floor: u64,
     until: Instant,
+    /// Only news that the member exists (it was just admitted): the first
+    /// to give way when the list is full, so a join's burst of admissions
+    /// does not push key writes out of it.
+    admitted: bool,
 }
 
 /// Most hot nodes tracked, and most "behind" nodes remembered for the next digest.
@@ -139,6 +145,7 @@ pub struct Node {
     rng: StdRng,
     members: Members,
     rejoin: rejoin::Rejoin,
+    refutation: refute::Refutation,
     seeds: Vec<SocketAddr>,
     hot: VecDeque<Hot>,
     behind: Vec<Id>,
@@ -201,6 +208,7 @@ impl Node {
             rng,
             members,
             rejoin: rejoin::Rejoin::default(),
+            refutation: refute::Refutation::default(),
             seeds,
             hot: VecDeque::new(),
             behind: Vec::new(),
@@ -495,9 +503,16 @@ impl Node {
         if !envelope.names_within(self.config.max_name_bytes) {
             return Err(self.refuse(now, from, RefuseReason::NameTooLong));
         }
+        if refute::impossible(envelope.from.generation) {
+            return Err(self.refuse(now, from, RefuseReason::Impossible));
+        }
         if envelope.from.name == self.me.name {
             if *envelope.from != *self.me {
-                self.report_conflict(self.me.clone(), envelope.from.clone());
+                // Another process speaks under our name: peers that hear
+                // it adopt a newer generation, so we refute that too.
+                let claimant = envelope.from.clone();
+                self.report_conflict(self.me.clone(), claimant.clone());
+                self.claim_about_self(&claimant, 0, 0, false);
             }
             return Err(self.refuse(now, from, RefuseReason::FromSelf));
         }
@@ -541,6 +556,7 @@ impl Node {
             return;
         }
         self.check_stall(now);
+        self.refute(now);
         self.rejoin.knocks = 0;
         self.phi.gap_floor = self.coverage.gap_floor(
             self.members.len(),
@@ -552,13 +568,20 @@ impl Node {
             self.config.acceptable_pause,
             self.phi.gap_floor,
         );
+        let first = self.own_mut().heartbeat == 1;
         self.own_mut().heartbeat += 1;
         self.expire_ttls(now);
         self.check_failures(now);
         self.hot.retain(|h| h.until > now);
         self.gossip(now);
         let jitter = self.config.interval_jitter;
-        let factor = if jitter > 0.0 {
+        let factor = if first {
+            // The first round runs at once (joining should not wait); the
+            // second at a random phase, so nodes started together (by an
+            // orchestrator, or a simulation) do not gossip in lockstep:
+            // news spreads in continuous time, not in bursts once a round.
+            self.rng.random_range(0.5..=1.5)
+        } else if jitter > 0.0 {
             self.rng.random_range(1.0 - jitter..=1.0 + jitter)
         } else {
             1.0
@@ -589,12 +612,19 @@ impl Node {
                 h.floor = h.floor.min(floor);
             }
             h.until = until;
+            h.admitted = false;
             return;
         }
         if self.hot.len() >= MAX_HOT {
-            self.hot.pop_front();
+            let oldest_admission = self.hot.iter().position(|h| h.admitted);
+            self.hot.remove(oldest_admission.unwrap_or(0));
         }
-        self.hot.push_back(Hot { id, floor, until });
+        self.hot.push_back(Hot {
+            id,
+            floor,
+            until,
+            admitted: new,
+        });
     }
 
     fn add_behind(&mut self, id: Id) {
