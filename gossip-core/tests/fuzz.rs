@@ -39,6 +39,9 @@ fn config() -> Config {
         max_value_bytes: 1024,
         max_key_bytes: 64,
         max_name_bytes: 32,
+        max_keyspace_bytes: 4 * 1024,
+        max_state_bytes: 12 * 1024,
+        max_new_members_per_message: 8,
         ..Config::default()
     }
 }
@@ -194,11 +197,15 @@ fn check(n: &mut Node, c: &Config) -> Result<(), TestCaseError> {
     );
     for m in n.members() {
         prop_assert!(m.keys <= c.max_keys_per_node, "{} keys of {}", m.keys, m.id);
+        let bytes: usize = n.keys(&m.id.name).map(|(k, v, _)| k.len() + v.len()).sum();
+        prop_assert!(bytes <= c.max_keyspace_bytes, "{bytes} bytes of {}", m.id);
         prop_assert!(
             m.id.name.len() <= c.max_name_bytes,
             "a long name was admitted"
         );
     }
+    let state = n.gauges().state_bytes;
+    prop_assert!(state <= c.max_state_bytes, "{state} bytes of state");
     let mut transmits = 0;
     while let Some(tx) = n.poll_transmit() {
         transmits += 1;
@@ -238,7 +245,23 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     from,
                     message,
                 };
+                let page = matches!(
+                    envelope.message,
+                    Message::SynAck {
+                        next_page: Some(_),
+                        ..
+                    }
+                );
+                let before = n.member_count();
                 let _ = n.handle_message(now, peer, envelope);
+                if !page {
+                    let grown = n.member_count() - before;
+                    // The sender itself counts: it is one of the members made known.
+                    prop_assert!(
+                        grown <= c.max_new_members_per_message,
+                        "{grown} members from one message"
+                    );
+                }
             }
             Step::Bytes(from, message) => {
                 let envelope = Envelope {

@@ -85,6 +85,19 @@ pub struct Config {
     pub max_key_bytes: usize,
     /// Largest value, in bytes.
     pub max_value_bytes: usize,
+    /// Most bytes of keys and values one node's keyspace may hold
+    /// (tombstones count their key). This node's own writes over it fail;
+    /// peers' updates over it are skipped and counted.
+    pub max_keyspace_bytes: usize,
+    /// Most bytes of keys and values held of all nodes together, this
+    /// node's own included: the memory an insider can make every node
+    /// spend on state. Peers' updates over it are skipped and counted (own
+    /// writes are limited by `max_keyspace_bytes` only).
+    pub max_state_bytes: usize,
+    /// Most members new to this node that one message may make known,
+    /// except a catch-up page this node asked for: an insider cannot fill
+    /// the table (and every peer's table) with one delta.
+    pub max_new_members_per_message: usize,
     /// Most transmits queued before the oldest are dropped (and counted).
     pub max_pending_transmits: usize,
     /// Most events queued before the oldest are dropped (and counted).
@@ -117,6 +130,9 @@ impl Default for Config {
             max_keys_per_node: 10_000,
             max_key_bytes: 256,
             max_value_bytes: 16 * 1024,
+            max_keyspace_bytes: 4 * 1024 * 1024,
+            max_state_bytes: 256 * 1024 * 1024,
+            max_new_members_per_message: 256,
             max_pending_transmits: 1024,
             max_pending_events: 65_536,
         }
@@ -164,8 +180,19 @@ impl Config {
         if self.max_name_bytes == 0 || self.max_name_bytes.saturating_add(64) > self.digest_bytes {
             return bad("max_name_bytes must be positive and its digest entry must fit a digest");
         }
-        if self.max_nodes < 2 || self.max_keys_per_node == 0 || self.max_pending_transmits == 0 {
+        if self.max_nodes < 2
+            || self.max_keys_per_node == 0
+            || self.max_pending_transmits == 0
+            || self.max_new_members_per_message == 0
+        {
             return bad("limits must be positive");
+        }
+        if self.max_keyspace_bytes < self.max_key_bytes + self.max_value_bytes
+            || self.max_state_bytes < self.max_keyspace_bytes
+        {
+            return bad(
+                "max_keyspace_bytes must hold one largest entry, max_state_bytes one keyspace",
+            );
         }
         Ok(())
     }

@@ -35,6 +35,15 @@ pub enum WriteError {
         /// The configured limit.
         limit: usize,
     },
+    /// The write would take the keyspace over `max_keyspace_bytes`. State
+    /// unchanged.
+    #[error("keyspace too large: {bytes} bytes, limit {limit}")]
+    KeyspaceTooLarge {
+        /// Bytes the keyspace would hold.
+        bytes: usize,
+        /// The configured limit.
+        limit: usize,
+    },
     /// The node has left the cluster and accepts no more writes. State unchanged.
     #[error("node has left the cluster")]
     Left,

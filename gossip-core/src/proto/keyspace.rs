@@ -40,6 +40,14 @@ pub(crate) struct Keyspace {
     pub gc_version: u64,
     /// How many entries are tombstones: lets GC skip keyspaces without any.
     tombstones: usize,
+    /// Bytes of keys and values held ([`entry_bytes`] summed).
+    bytes: usize,
+}
+
+/// What one entry counts toward `max_keyspace_bytes` and `max_state_bytes`:
+/// its key and its value (a tombstone is its key).
+pub(crate) fn entry_bytes(key: &str, value: Option<&Bytes>) -> usize {
+    key.len() + value.map_or(0, Bytes::len)
 }
 
 impl Keyspace {
@@ -47,9 +55,28 @@ impl Keyspace {
     /// The only way entries are added, so the tombstone count stays right.
     pub fn put(&mut self, key: String, entry: Entry) -> Option<Entry> {
         self.tombstones += usize::from(entry.value.is_none());
+        self.bytes += entry_bytes(&key, entry.value.as_ref());
+        let len = key.len();
         let old = self.entries.insert(key, entry);
-        self.tombstones -= old.as_ref().map_or(0, |o| usize::from(o.value.is_none()));
+        if let Some(o) = &old {
+            self.tombstones -= usize::from(o.value.is_none());
+            self.bytes -= len + o.value.as_ref().map_or(0, Bytes::len);
+        }
         old
+    }
+
+    /// Bytes of keys and values held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Bytes held once `key` holds `value` instead of what it holds now.
+    pub fn bytes_with(&self, key: &str, value: Option<&Bytes>) -> usize {
+        let old = self
+            .entries
+            .get(key)
+            .map_or(0, |e| entry_bytes(key, e.value.as_ref()));
+        self.bytes - old + entry_bytes(key, value)
     }
 
     /// Whether any tombstone is held (GC has work).
@@ -122,10 +149,12 @@ impl Keyspace {
     pub fn gc(&mut self, now: Instant, grace: std::time::Duration) -> usize {
         let mut dropped = 0;
         let gc_version = &mut self.gc_version;
-        self.entries.retain(|_, e| {
+        let bytes = &mut self.bytes;
+        self.entries.retain(|k, e| {
             let expired = e.value.is_none() && now.saturating_since(e.since) >= grace;
             if expired {
                 *gc_version = (*gc_version).max(e.version);
+                *bytes -= k.len();
                 dropped += 1;
             }
             !expired
@@ -222,5 +251,19 @@ mod tests {
             !ks.has_tombstones(),
             "the count follows every insert, overwrite and drop"
         );
+        assert_eq!(ks.bytes(), 0, "so do the bytes");
+    }
+
+    #[test]
+    fn bytes_follow_inserts_overwrites_and_deletes() {
+        let mut ks = Keyspace::default();
+        ks.apply(up("ab", 1, Some("xyz")), Instant::ZERO);
+        assert_eq!(ks.bytes(), 5);
+        assert_eq!(ks.bytes_with("ab", Some(&Bytes::from_static(b"q"))), 3);
+        assert_eq!(ks.bytes_with("c", None), 6);
+        ks.apply(up("ab", 2, Some("q")), Instant::ZERO);
+        assert_eq!(ks.bytes(), 3);
+        ks.apply(up("ab", 3, None), Instant::ZERO);
+        assert_eq!(ks.bytes(), 2, "a tombstone is its key");
     }
 }

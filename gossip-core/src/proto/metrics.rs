@@ -32,8 +32,17 @@ pub struct Refused {
     /// Updates of a new key for an owner holding `max_keys_per_node` keys
     /// already (skipped).
     pub keyspace_full: u64,
+    /// Updates that would take their owner's keyspace over
+    /// `max_keyspace_bytes` (skipped).
+    pub keyspace_too_large: u64,
+    /// Updates that would take all state held over `max_state_bytes`
+    /// (skipped).
+    pub state_full: u64,
     /// Members not admitted because `max_nodes` were known already.
     pub table_full: u64,
+    /// Members not admitted because the message had made
+    /// `max_new_members_per_message` known already.
+    pub too_many_new: u64,
     /// Claims no honest node makes: counters above
     /// [`refute::MAX_CLAIM`](crate::proto::refute::MAX_CLAIM), generations
     /// jumping too far. Whole messages and skipped digest entries or
@@ -51,7 +60,10 @@ pub(crate) enum PartRefused {
     KeyTooLong,
     ValueTooLarge,
     KeyspaceFull,
+    KeyspaceTooLarge,
+    StateFull,
     TableFull,
+    TooManyNew,
     Forgotten,
     Impossible,
 }
@@ -76,7 +88,10 @@ impl Refused {
             PartRefused::KeyTooLong => &mut self.key_too_long,
             PartRefused::ValueTooLarge => &mut self.value_too_large,
             PartRefused::KeyspaceFull => &mut self.keyspace_full,
+            PartRefused::KeyspaceTooLarge => &mut self.keyspace_too_large,
+            PartRefused::StateFull => &mut self.state_full,
             PartRefused::TableFull => &mut self.table_full,
+            PartRefused::TooManyNew => &mut self.too_many_new,
             PartRefused::Forgotten => &mut self.forgotten,
             PartRefused::Impossible => &mut self.impossible,
         };
@@ -97,7 +112,13 @@ impl Refused {
     /// Parts of accepted messages refused by a limit (updates and members;
     /// [`forgotten`](Self::forgotten) is not a limit and not included).
     pub fn parts(&self) -> u64 {
-        self.key_too_long + self.value_too_large + self.keyspace_full + self.table_full
+        self.key_too_long
+            + self.value_too_large
+            + self.keyspace_full
+            + self.keyspace_too_large
+            + self.state_full
+            + self.table_full
+            + self.too_many_new
     }
 }
 
@@ -156,4 +177,7 @@ pub struct Gauges {
     pub keys: usize,
     /// Tombstones held, all owners together.
     pub tombstones: usize,
+    /// Bytes of keys and values held, all owners together, as counted
+    /// against `Config::max_state_bytes` (exact at every round).
+    pub state_bytes: usize,
 }

@@ -4,10 +4,12 @@
 //! or what it takes and gives. Callers pass `now` into every call and seed
 //! the node's RNG, so the simulator, tests and production run identical logic.
 
+mod budget;
 pub mod codec;
 pub mod config;
 pub mod error;
 pub mod event;
+mod events;
 mod failure;
 pub mod id;
 mod keyspace;

@@ -37,7 +37,7 @@ impl Node {
             // on members we knew, with a capped backoff.
             self.alone_targets(now, &mut targets);
         } else {
-            self.join_backoff = self.config.join_retry_min;
+            self.rejoin.backoff = self.config.join_retry_min;
             let unreachable =
                 self.members.count(Status::Dead) + self.members.count(Status::Suspect);
             if unreachable > 0 && self.rng.random_bool(self.config.unreachable_probability) {
@@ -387,10 +387,8 @@ impl Node {
                 Some(Ok(i)) => i,
                 // An earlier entry of this very digest named it.
                 Some(Err((i, _))) => i,
-                None => {
-                    self.metrics.refused.count_part(PartRefused::TableFull);
-                    return Cmp::Ignore;
-                }
+                // Counted by `admit`.
+                None => return Cmp::Ignore,
             },
         };
         let (id, m) = self.members.at_mut(i);
@@ -596,10 +594,8 @@ impl Node {
                     d.id = id;
                     return self.apply_delta(now, d, Some(i), paged);
                 }
-                None => {
-                    self.metrics.refused.count_part(PartRefused::TableFull);
-                    return;
-                }
+                // Counted by `admit`.
+                None => return,
             },
             Some(i) => {
                 let ours = self.members.at(i).0;
@@ -644,6 +640,8 @@ impl Node {
                 self.config.max_key_bytes,
                 self.config.max_value_bytes,
             );
+            let (max_keyspace_bytes, max_state_bytes) =
+                (self.config.max_keyspace_bytes, self.config.max_state_bytes);
             let base = m.max_version;
             let complete = d.max_version;
             for u in d.updates {
@@ -651,15 +649,27 @@ impl Node {
                     continue;
                 }
                 let ks = m.keyspace_mut();
+                if ks
+                    .entries
+                    .get(&u.key)
+                    .is_some_and(|e| e.version >= u.version)
+                {
+                    continue;
+                }
                 // An update over a limit of ours is skipped and counted, and
                 // the rest applies: holding the owner's other updates beats
                 // stalling behind this one (and asking for it every round).
+                let (old_bytes, new_bytes) = (ks.bytes(), ks.bytes_with(&u.key, u.value.as_ref()));
                 let refused = if u.key.len() > max_key {
                     Some(PartRefused::KeyTooLong)
                 } else if u.value.as_ref().is_some_and(|v| v.len() > max_value) {
                     Some(PartRefused::ValueTooLarge)
                 } else if ks.entries.len() >= max_keys && !ks.entries.contains_key(&u.key) {
                     Some(PartRefused::KeyspaceFull)
+                } else if new_bytes > max_keyspace_bytes && new_bytes > old_bytes {
+                    Some(PartRefused::KeyspaceTooLarge)
+                } else if !self.budget.fits(old_bytes, new_bytes, max_state_bytes) {
+                    Some(PartRefused::StateFull)
                 } else {
                     None
                 };
@@ -667,6 +677,7 @@ impl Node {
                     refusals.push(part);
                     continue;
                 }
+                self.budget.changed(old_bytes, new_bytes);
                 let key = u.key.clone();
                 let version = u.version;
                 match ks.apply(u, now) {
@@ -736,11 +747,23 @@ impl Node {
 
     /// Admits a member that was not in the table when its message arrived:
     /// its new slot, `Err` with its slot (and `id` back) if an earlier delta
-    /// of the same message admitted it meanwhile, `None` if the table is
-    /// full.
+    /// of the same message admitted it meanwhile, `None` (counted) if the
+    /// table is full or the message made `max_new_members_per_message`
+    /// known already.
     pub(super) fn admit(&mut self, now: Instant, id: Id) -> Option<Result<usize, (usize, Id)>> {
-        if self.members.len() >= self.config.max_nodes {
-            return self.members.find_id(&id).map(|i| Err((i, id)));
+        let full = self.members.len() >= self.config.max_nodes;
+        if full || !self.budget.admit() {
+            // An earlier delta of this very message may have admitted it.
+            if let Some(i) = self.members.find_id(&id) {
+                return Some(Err((i, id)));
+            }
+            let part = if full {
+                PartRefused::TableFull
+            } else {
+                PartRefused::TooManyNew
+            };
+            self.metrics.refused.count_part(part);
+            return None;
         }
         let m = Member::new(0, now, self.config.gossip_interval);
         let inserted = self.members.insert(id, m);

@@ -10,10 +10,12 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, RngExt, SeedableRng};
 
+use crate::proto::budget::Budget;
 use crate::proto::codec::{self, cluster_id};
 use crate::proto::config::Config;
 use crate::proto::error::{ConfigError, RefuseReason, WriteError};
 use crate::proto::event::{Event, Status, StatusReason};
+use crate::proto::events::EventQueue;
 use crate::proto::failure::{Coverage, PhiParams};
 use crate::proto::id::{Id, NodeId};
 use crate::proto::keyspace::{Change, Entry, Keyspace};
@@ -92,9 +94,6 @@ struct Complaints {
     log: LogLimit,
 }
 
-/// Room for events [`Node::poll_event`] keeps once the queue is drained.
-const EVENTS_KEPT: usize = 256;
-
 /// One gossip node's protocol state: membership with heartbeats, versioned
 /// keyspaces, failure detection, and the push-pull exchange. Sans-io.
 ///
@@ -158,13 +157,12 @@ pub struct Node {
     next_tick: Instant,
     last_activity: Instant,
     joined: bool,
-    join_backoff: Duration,
-    next_join: Instant,
     leave_version: Option<u64>,
     leave_announced: bool,
     complaints: Complaints,
     transmits: VecDeque<Transmit>,
-    events: VecDeque<Event>,
+    events: EventQueue,
+    budget: Budget,
     metrics: Metrics,
 }
 
@@ -199,15 +197,18 @@ impl Node {
         let own = Member::new(1, now, config.gossip_interval);
         let members = Members::new(me.clone(), own, (rng.next_u64(), rng.next_u64()));
         let seeds = seeds.into_iter().filter(|s| *s != me.addr).collect();
+        let join_retry_min = config.join_retry_min;
         Ok(Node {
             cluster: cluster_id(&config.cluster),
-            join_backoff: config.join_retry_min,
             config,
             me,
             phi,
             rng,
             members,
-            rejoin: rejoin::Rejoin::default(),
+            rejoin: rejoin::Rejoin {
+                backoff: join_retry_min,
+                ..rejoin::Rejoin::default()
+            },
             refutation: refute::Refutation::default(),
             seeds,
             hot: VecDeque::new(),
@@ -221,12 +222,12 @@ impl Node {
             next_tick: now,
             last_activity: now,
             joined: false,
-            next_join: now,
             leave_version: None,
             leave_announced: false,
             complaints: Complaints::default(),
             transmits: VecDeque::new(),
-            events: VecDeque::new(),
+            events: EventQueue::default(),
+            budget: Budget::default(),
             metrics: Metrics::default(),
         })
     }
@@ -262,6 +263,7 @@ impl Node {
             left: self.members.count(Status::Left),
             ..Gauges::default()
         };
+        g.state_bytes = self.budget.state_bytes();
         for ks in self.members.iter().filter_map(|(_, m)| m.keyspace()) {
             let live = ks.live_len();
             g.keys += live;
@@ -325,14 +327,7 @@ impl Node {
 
     /// Next event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        let e = self.events.pop_front();
-        if e.is_none() && self.events.capacity() > EVENTS_KEPT {
-            // A catch-up page admits thousands of members at once, one event
-            // each: do not keep that burst's room for the node's lifetime
-            // (it was 135 KB per node in a 2,000-node simulation).
-            self.events = VecDeque::new();
-        }
-        e
+        self.events.pop()
     }
 
     /// When to call [`handle_timeout`](Node::handle_timeout) next.
@@ -411,11 +406,19 @@ impl Node {
             });
         }
         let limit = self.config.max_keys_per_node;
+        let max_bytes = self.config.max_keyspace_bytes;
         let me = self.me.clone();
         let m = self.own_mut();
         let ks = m.keyspace_mut();
         if ks.entries.len() >= limit && !ks.entries.contains_key(key) {
             return Err(WriteError::KeyspaceFull { limit });
+        }
+        let (old_bytes, new_bytes) = (ks.bytes(), ks.bytes_with(key, value.as_ref()));
+        if new_bytes > max_bytes && new_bytes > old_bytes {
+            return Err(WriteError::KeyspaceTooLarge {
+                bytes: new_bytes,
+                limit: max_bytes,
+            });
         }
         let floor = m.max_version;
         m.max_version += 1;
@@ -427,6 +430,7 @@ impl Node {
             expires,
         };
         m.keyspace_mut().put(key.to_owned(), entry);
+        self.budget.changed(old_bytes, new_bytes);
         self.push_hot(me, floor, now, false);
         Ok(version)
     }
@@ -522,6 +526,17 @@ impl Node {
             self.joined = true;
             self.emit(Event::Joined);
         }
+        // A catch-up page this node asked for may make a whole page of
+        // members known; any other message only a few.
+        let page = matches!(
+            envelope.message,
+            Message::SynAck {
+                next_page: Some(_),
+                ..
+            }
+        );
+        let cap = self.config.max_new_members_per_message;
+        self.budget.start_message((!page).then_some(cap));
         let sender = envelope.from;
         self.check_sender(&sender);
         self.hear_from(now, &sender);
@@ -570,6 +585,13 @@ impl Node {
         );
         let first = self.own_mut().heartbeat == 1;
         self.own_mut().heartbeat += 1;
+        let state_bytes = self
+            .members
+            .iter()
+            .filter_map(|(_, m)| m.keyspace())
+            .map(Keyspace::bytes)
+            .sum();
+        self.budget.recount(state_bytes);
         self.expire_ttls(now);
         self.check_failures(now);
         self.hot.retain(|h| h.until > now);
@@ -658,11 +680,9 @@ impl Node {
     }
 
     fn emit(&mut self, event: Event) {
-        if self.events.len() >= self.config.max_pending_events {
-            self.events.pop_front();
+        if self.events.push(event, self.config.max_pending_events) {
             self.metrics.events_dropped += 1;
         }
-        self.events.push_back(event);
     }
 
     /// Counts a refused message, and logs it unless this peer was logged

@@ -19,6 +19,9 @@ pub(super) struct Rejoin {
     pub forgotten: Forgotten,
     /// Knocks sent this round (reset on every tick).
     pub knocks: u32,
+    /// While alone: the wait before the next knock on seeds, and when.
+    pub backoff: Duration,
+    pub next_knock: Instant,
 }
 
 /// Knocks per round at most, whatever prompted them.
@@ -49,10 +52,9 @@ impl Node {
             self.rejoin.forgotten.remove(&sender.name);
             tracing::debug!(node = %self.me, member = %sender, "a forgotten member talks again; admitting it");
         }
-        match self.admit(now, sender.clone()) {
-            Some(Ok(_)) => self.push_hot(sender.clone(), 0, now, true),
-            Some(Err(_)) => {}
-            None => self.metrics.refused.count_part(PartRefused::TableFull),
+        // Otherwise already known, or not admitted (counted by `admit`).
+        if let Some(Ok(_)) = self.admit(now, sender.clone()) {
+            self.push_hot(sender.clone(), 0, now, true);
         }
     }
 
@@ -131,7 +133,7 @@ impl Node {
     /// unreachable now (a node whose seeds are gone still finds its
     /// cluster).
     pub(super) fn alone_targets(&mut self, now: Instant, targets: &mut Vec<SocketAddr>) {
-        if now < self.next_join {
+        if now < self.rejoin.next_knock {
             return;
         }
         targets.extend(self.seeds.iter().copied());
@@ -142,9 +144,10 @@ impl Node {
         targets.extend(known.into_iter().map(|id| id.addr));
         // Tries happen on gossip ticks, which are jittered already; half an
         // interval of slack makes a backoff of one interval mean every tick.
-        self.next_join = now + self.join_backoff - self.config.gossip_interval / 2;
-        self.join_backoff = self
-            .join_backoff
+        self.rejoin.next_knock = now + self.rejoin.backoff - self.config.gossip_interval / 2;
+        self.rejoin.backoff = self
+            .rejoin
+            .backoff
             .saturating_mul(2)
             .min(self.config.join_retry_max);
     }
