@@ -158,6 +158,10 @@ fn message() -> impl Strategy<Value = Message> {
             }
         }),
         deltas().prop_map(|delta| Message::Ack { delta }),
+        deltas().prop_map(|delta| Message::Push { delta }),
+        entries().prop_map(|have| Message::IHave { have }),
+        entries().prop_map(|want| Message::Graft { want }),
+        Just(Message::Prune),
     ]
 }
 

@@ -19,6 +19,24 @@ pub struct Config {
     pub interval_jitter: f64,
     /// Peers contacted per round.
     pub fanout: usize,
+    /// Eager push (see [`eager`](crate::proto::eager)): news leaves a node
+    /// the moment it arrives, on a self-pruning tree, instead of waiting
+    /// for the next round. The periodic exchange runs either way.
+    pub eager: bool,
+    /// Peers a node starts pushing news to (the tree's edges are pruned
+    /// from these and grafted back as needed).
+    pub eager_fanout: usize,
+    /// Peers that get an announcement (owner and version, no payload) of
+    /// each piece of news forwarded.
+    pub lazy_fanout: usize,
+    /// How long an announced update may take to arrive by eager push
+    /// before it is asked for (a `Graft`): a few link latencies.
+    pub graft_timeout: Duration,
+    /// News that arrives within this long of a node's last push waits for
+    /// the window's end and travels with whatever else arrived meanwhile:
+    /// under load, messages per update fall as the rate rises. The first
+    /// push after a quiet spell leaves at once.
+    pub eager_batch: Duration,
     /// Chance per round of also contacting one unreachable (Dead) node, so
     /// recovered nodes and healed partitions are found.
     pub unreachable_probability: f64,
@@ -111,6 +129,11 @@ impl Default for Config {
             gossip_interval: Duration::from_secs(1),
             interval_jitter: 0.1,
             fanout: 3,
+            eager: true,
+            eager_fanout: 3,
+            lazy_fanout: 4,
+            graft_timeout: Duration::from_millis(20),
+            eager_batch: Duration::from_millis(5),
             unreachable_probability: 0.1,
             seed_probability: 0.1,
             max_message_bytes: 64 * 1024,
@@ -179,6 +202,12 @@ impl Config {
         }
         if self.max_name_bytes == 0 || self.max_name_bytes.saturating_add(64) > self.digest_bytes {
             return bad("max_name_bytes must be positive and its digest entry must fit a digest");
+        }
+        if self.eager && (self.eager_fanout == 0 || self.graft_timeout.is_zero()) {
+            return bad("eager push needs eager_fanout and graft_timeout above zero");
+        }
+        if self.eager_batch >= self.gossip_interval {
+            return bad("eager_batch must be shorter than gossip_interval");
         }
         if self.max_nodes < 2
             || self.max_keys_per_node == 0

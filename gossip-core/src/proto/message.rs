@@ -91,6 +91,26 @@ pub enum Message {
         /// Updates for the responder.
         delta: Vec<NodeDelta>,
     },
+    /// Eager push: updates new to the sender, forwarded the moment it
+    /// learned them (see [`eager`](crate::proto::eager)).
+    Push {
+        /// The updates, gap-free above what the sender held before.
+        delta: Vec<NodeDelta>,
+    },
+    /// Lazy push: the sender holds these states; a receiver that lacks one
+    /// and does not get it by eager push soon asks with a `Graft`.
+    IHave {
+        /// Owners and the versions the sender holds.
+        have: Vec<DigestEntry>,
+    },
+    /// Asks for updates above the versions given, and to be pushed to
+    /// eagerly from now on.
+    Graft {
+        /// Owners and the versions the sender holds of them.
+        want: Vec<DigestEntry>,
+    },
+    /// The sender got a push it already held: push to it lazily from now on.
+    Prune,
 }
 
 /// The unit on the wire: who sent it, for which cluster, and the message.
@@ -180,7 +200,12 @@ pub(crate) mod size {
             + opt(next_page)
     }
 
-    /// Size of an `Ack` whose `deltas` take `delta_bytes`.
+    /// Size of an `IHave` or a `Graft` whose entries take `entry_bytes`.
+    pub fn entries(entries: usize, entry_bytes: usize) -> usize {
+        1 + varint(entries as u64) + entry_bytes
+    }
+
+    /// Size of an `Ack` or a `Push` whose `deltas` take `delta_bytes`.
     pub fn ack(deltas: usize, delta_bytes: usize) -> usize {
         1 + varint(deltas as u64) + delta_bytes
     }
@@ -210,7 +235,13 @@ pub(crate) mod size {
                 *known,
                 *next_page,
             ),
-            Message::Ack { delta } => ack(delta.len(), delta.iter().map(node_delta).sum()),
+            Message::Ack { delta } | Message::Push { delta } => {
+                ack(delta.len(), delta.iter().map(node_delta).sum())
+            }
+            Message::IHave { have: digest } | Message::Graft { want: digest } => {
+                entries(digest.len(), digest.iter().map(digest_entry).sum())
+            }
+            Message::Prune => 1,
         }
     }
 }
@@ -226,7 +257,11 @@ impl Envelope {
                 Message::SynAck { digest, delta, .. } => {
                     digest.iter().all(|e| ok(&e.id)) && delta.iter().all(|d| ok(&d.id))
                 }
-                Message::Ack { delta } => delta.iter().all(|d| ok(&d.id)),
+                Message::Ack { delta } | Message::Push { delta } => delta.iter().all(|d| ok(&d.id)),
+                Message::IHave { have: digest } | Message::Graft { want: digest } => {
+                    digest.iter().all(|e| ok(&e.id))
+                }
+                Message::Prune => true,
             }
     }
 

@@ -157,6 +157,12 @@ pub struct Metrics {
     /// Times this node moved its own state above a peer's claim about it
     /// (see [`refute`](crate::proto::refute)).
     pub refutations: u64,
+    /// Eager pushes sent (one per peer per piece of news forwarded).
+    pub pushes: u64,
+    /// Pushes that brought nothing new, answered with a `Prune`.
+    pub prunes: u64,
+    /// Announced updates asked for because eager push did not bring them.
+    pub grafts: u64,
     /// Log lines about a misbehaving peer left out because one about the
     /// same peer was written less than an interval before.
     pub logs_suppressed: u64,

@@ -7,6 +7,7 @@
 mod budget;
 pub mod codec;
 pub mod config;
+pub mod eager;
 pub mod error;
 pub mod event;
 mod events;

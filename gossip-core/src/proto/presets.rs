@@ -59,6 +59,8 @@ impl Config {
     /// - `unreachable_probability` and `seed_probability` 0.2: partitions are
     ///   more likely than on a LAN, so probe the other side more often.
     /// - `stall_threshold` 12 s and joins retrying every 2 s while alone.
+    /// - Eager push waits 500 ms for an announced update before asking for
+    ///   it, and batches pushes within 20 ms.
     pub fn wan() -> Self {
         Config {
             gossip_interval: Duration::from_secs(2),
@@ -73,6 +75,9 @@ impl Config {
             stall_threshold: Duration::from_secs(12),
             join_retry_min: Duration::from_secs(2),
             join_retry_max: Duration::from_secs(2),
+            // Links of 50-300 ms: an announced update may take a few.
+            graft_timeout: Duration::from_millis(500),
+            eager_batch: Duration::from_millis(20),
             ..Config::default()
         }
     }
@@ -94,6 +99,8 @@ impl Config {
     ///   length of a test, yet a long-running demo forgets them.
     /// - Joins retry every 100 ms while alone, so a node started before its
     ///   seeds joins quickly.
+    /// - Eager push waits 10 ms for an announced update before asking for
+    ///   it, and batches pushes within 1 ms.
     pub fn local() -> Self {
         Config {
             gossip_interval: Duration::from_millis(100),
@@ -106,6 +113,8 @@ impl Config {
             grace_period: Duration::from_secs(60),
             join_retry_min: Duration::from_millis(100),
             join_retry_max: Duration::from_millis(100),
+            graft_timeout: Duration::from_millis(10),
+            eager_batch: Duration::from_millis(1),
             ..Config::default()
         }
     }
@@ -121,6 +130,8 @@ mod tests {
             assert_eq!(c.validate(), Ok(()));
             assert!(c.acceptable_pause > c.gossip_interval);
             assert!(c.stall_threshold > c.gossip_interval * 2);
+            assert!(c.eager, "eager push is on in every preset");
+            assert!(c.graft_timeout < c.gossip_interval / 2);
         }
     }
 }

@@ -739,6 +739,13 @@ impl Node {
         // member new to us, unless a catch-up page brought it (everyone
         // else knows it: during a mass join, pushing every member learned
         // would fill the hot list with old news for log n rounds).
+        if new_mv > old_mv || announced {
+            let owner = self.members.at(i).0;
+            self.eager.received(owner, new_mv);
+            if !paged {
+                self.eager.note(owner, if fresh { 0 } else { old_mv });
+            }
+        }
         if (fresh && !paged) || new_mv > old_mv || announced {
             let owner = self.members.at(i).0.clone();
             self.push_hot(owner, if fresh { 0 } else { old_mv }, now, fresh);

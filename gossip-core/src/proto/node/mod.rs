@@ -13,6 +13,7 @@ use rand::{Rng, RngExt, SeedableRng};
 use crate::proto::budget::Budget;
 use crate::proto::codec::{self, cluster_id};
 use crate::proto::config::Config;
+use crate::proto::eager::Eager;
 use crate::proto::error::{ConfigError, RefuseReason, WriteError};
 use crate::proto::event::{Event, Status, StatusReason};
 use crate::proto::events::EventQueue;
@@ -28,6 +29,7 @@ use crate::proto::time::Instant;
 
 mod exchange;
 mod own;
+mod push;
 mod rejoin;
 mod sweep;
 mod timers;
@@ -145,6 +147,7 @@ pub struct Node {
     members: Members,
     rejoin: rejoin::Rejoin,
     refutation: refute::Refutation,
+    eager: Eager,
     seeds: Vec<SocketAddr>,
     hot: VecDeque<Hot>,
     behind: Vec<Id>,
@@ -210,6 +213,7 @@ impl Node {
                 ..rejoin::Rejoin::default()
             },
             refutation: refute::Refutation::default(),
+            eager: Eager::default(),
             seeds,
             hot: VecDeque::new(),
             behind: Vec::new(),
@@ -332,7 +336,9 @@ impl Node {
 
     /// When to call [`handle_timeout`](Node::handle_timeout) next.
     pub fn poll_timeout(&self) -> Instant {
-        self.next_tick
+        self.eager
+            .deadline()
+            .map_or(self.next_tick, |d| d.min(self.next_tick))
     }
 
     // ----- commands ------------------------------------------------------
@@ -376,7 +382,9 @@ impl Node {
         let v = m.max_version;
         self.members.set_status(&me.name, Status::Left);
         self.leave_version = Some(v);
+        self.eager.note(&me, floor);
         self.push_hot(me, floor, now, false);
+        self.push_news(now);
         // Gossip right away rather than at the next interval.
         self.next_tick = now;
     }
@@ -431,7 +439,9 @@ impl Node {
         };
         m.keyspace_mut().put(key.to_owned(), entry);
         self.budget.changed(old_bytes, new_bytes);
+        self.eager.note(&me, floor);
         self.push_hot(me, floor, now, false);
+        self.push_news(now);
         Ok(version)
     }
 
@@ -538,6 +548,7 @@ impl Node {
         let cap = self.config.max_new_members_per_message;
         self.budget.start_message((!page).then_some(cap));
         let sender = envelope.from;
+        self.eager.set_source(Some(sender.addr));
         self.check_sender(&sender);
         self.hear_from(now, &sender);
         match envelope.message {
@@ -560,13 +571,21 @@ impl Node {
                 self.on_synack(now, &sender, digest);
             }
             Message::Ack { delta } => self.apply_deltas(now, delta, false),
+            Message::Push { delta } => self.on_push(now, &sender, delta),
+            Message::IHave { have } => self.on_ihave(now, &sender, have),
+            Message::Graft { want } => self.on_graft(&sender, want),
+            Message::Prune => self.eager.remove_peer(&sender.name),
         }
+        self.eager.set_source(None);
+        self.push_news(now);
         Ok(())
     }
 
     /// Runs a gossip round if its time has come (earlier calls do nothing):
     /// heartbeat, TTL expiry, failure detection, and exchanges with peers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.graft_overdue(now);
+        self.push_news(now);
         if now < self.next_tick {
             return;
         }

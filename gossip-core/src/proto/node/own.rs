@@ -79,8 +79,10 @@ impl Node {
             let floor = self.own_mut().max_version;
             self.restamp(above);
             let me = self.me.clone();
+            self.eager.note(&me, floor);
             self.push_hot(me, floor, now, false);
         }
+        self.push_news(now);
     }
 
     /// This node becomes generation `generation` at its own address, with
@@ -98,6 +100,7 @@ impl Node {
         }
         self.restamp(0);
         self.hot.retain(|h| h.id.name != me.name);
+        self.eager.note(&me, 0);
         self.push_hot(me, 0, now, true);
     }
 
