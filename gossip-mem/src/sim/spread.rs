@@ -174,3 +174,91 @@ impl Spread {
         self.hops[to] = hop;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use gossip_core::proto::{DigestEntry, KeyUpdate, NodeId};
+
+    use super::*;
+
+    fn write() -> Write {
+        Write {
+            owner: "n3".to_owned(),
+            generation: 2,
+            key: "k".to_owned(),
+            version: 7,
+        }
+    }
+
+    fn delta(name: &str, generation: u64, key: &str, version: u64) -> NodeDelta {
+        let id = Arc::new(NodeId::new(name, crate::sim::sim_addr(3), generation));
+        NodeDelta {
+            id,
+            heartbeat: 1,
+            left: false,
+            floor: 0,
+            reset: false,
+            gc_version: 0,
+            max_version: version,
+            updates: vec![KeyUpdate {
+                key: key.to_owned(),
+                version,
+                value: Some(Bytes::from_static(b"v")),
+            }],
+        }
+    }
+
+    #[test]
+    fn only_deltas_with_the_update_at_its_version_carry_a_write() {
+        let w = write();
+        let ack = |d: NodeDelta| Message::Ack { delta: vec![d] };
+        assert!(carries(&ack(delta("n3", 2, "k", 7)), &w));
+        let synack = Message::SynAck {
+            digest: Vec::new(),
+            delta: vec![delta("n1", 2, "k", 7), delta("n3", 2, "k", 7)],
+            known: 5,
+            next_page: None,
+        };
+        assert!(carries(&synack, &w));
+        // Another version, key, owner or generation is another write.
+        assert!(!carries(&ack(delta("n3", 2, "k", 8)), &w));
+        assert!(!carries(&ack(delta("n3", 2, "j", 7)), &w));
+        assert!(!carries(&ack(delta("n4", 2, "k", 7)), &w));
+        assert!(!carries(&ack(delta("n3", 1, "k", 7)), &w));
+        // A digest names the version but does not carry the value.
+        let id = Arc::new(NodeId::new("n3", crate::sim::sim_addr(3), 2));
+        let syn = Message::Syn {
+            digest: vec![DigestEntry {
+                id,
+                heartbeat: 1,
+                max_version: 7,
+            }],
+            known: 5,
+            page: None,
+        };
+        assert!(!carries(&syn, &w));
+    }
+
+    #[test]
+    fn hops_count_from_the_writer_and_the_last_holder_is_reported() {
+        let t = |ms: u64| Instant::from_micros(ms * 1000);
+        let mut s = Spread::new(write(), 3, 5, t(0));
+        assert_eq!(s.last_delivery_hop(), None);
+        s.first_held(1, Some(3), t(2), true);
+        s.first_held(0, Some(1), t(5), true);
+        s.first_held(4, Some(3), t(5), true);
+        assert_eq!(
+            (s.hop(3), s.hop(1), s.hop(0), s.hop(4)),
+            (Some(0), Some(1), Some(2), Some(1))
+        );
+        // 0 and 4 got it at the same instant: the higher hop is reported.
+        assert_eq!(s.last_delivery_hop(), Some(2));
+        assert_eq!(s.holders(), 4);
+        assert_eq!(s.unexplained(), 0);
+        s.first_held(2, None, t(9), false);
+        assert_eq!((s.hop(2), s.unexplained()), (None, 1));
+    }
+}
