@@ -19,7 +19,8 @@
 //! was hit), and reports traffic per write (`msgs_per_write`,
 //! `bytes_per_write`: everything all nodes sent in the load window and the
 //! drain, idle gossip included, divided by the writes) and write latency
-//! (write → every node holds it) p50, p99 and max:
+//! (write → every node holds it) p50, p99 and max (with `--seeds K`, JSON
+//! p50 and p99 are means of the seeds' own, max the slowest write of all):
 //! `cargo run --release --example simulate -- --workload writes --rate 1000 --duration 10 --nodes 100 --json`
 //!
 //! Every mode takes `--latency-ms MIN,MAX` (one-way link latency, uniform;
