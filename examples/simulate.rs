@@ -4,7 +4,29 @@
 //!
 //! Starts N nodes that join through one seed node, waits until membership
 //! has converged everywhere, writes one key on one node and measures the
-//! rounds (gossip intervals of virtual time) until every node holds it.
+//! rounds (gossip intervals of virtual time) and virtual milliseconds until
+//! every node holds it, the payload copies each node received and the hop at
+//! which the last node got it. `--json` reports `rumor_ms_mean`,
+//! `rumor_ms_p99` (over the per-node delivery times of all seeds pooled: by
+//! then 99 % of the nodes of a run held the key), `rumor_ms_max` (slowest
+//! seed), `payload_copies_per_node` and `last_delivery_hops` (means over
+//! seeds), and each seed's figures under `per_seed`.
+//!
+//! With `--workload writes` it puts the converged cluster under steady load
+//! instead: `--rate R` unique keys per second of virtual time on random
+//! nodes for `--duration S` seconds, then runs until every write reached
+//! every node (`--drain-s`, default 60 s, bounds that; the report says if it
+//! was hit), and reports traffic per write (`msgs_per_write`,
+//! `bytes_per_write`: everything all nodes sent in the load window and the
+//! drain, idle gossip included, divided by the writes) and write latency
+//! (write → every node holds it) p50, p99 and max (with `--seeds K`, JSON
+//! p50 and p99 are means of the seeds' own, max the slowest write of all):
+//! `cargo run --release --example simulate -- --workload writes --rate 1000 --duration 10 --nodes 100 --json`
+//!
+//! Every mode takes `--latency-ms MIN,MAX` (one-way link latency, uniform;
+//! default `1,5`) and `--interval-ms MS` (the gossip interval; default 1000;
+//! other protocol timeouts stay as configured, in seconds):
+//! `cargo run --release --example simulate -- --nodes 1000 --seeds 5 --latency-ms 10,50 --interval-ms 200 --json`
 //!
 //! With `--scenario crash|pause|partition|churn|loss|join` it runs a
 //! failure scenario instead and reports detection, false positives, healing
@@ -15,11 +37,50 @@
 //! `cargo run --release --example simulate -- --scenario join --nodes 100 --loss 0.3 --seeds 50`
 
 use std::io::Write;
-use std::time::Instant as WallClock;
+use std::time::{Duration, Instant as WallClock};
 
-use clap::Parser;
-use gossip::mem::sim::scenario::{self, Before, Kind, RumorReport, ScenarioConfig};
+use clap::{Parser, ValueEnum};
+use gossip::mem::sim::SimConfig;
+use gossip::mem::sim::scenario::{
+    self, Before, Kind, LoadConfig, LoadReport, RumorReport, ScenarioConfig,
+};
 use serde_json::json;
+
+/// What the cluster does once it has converged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    /// One key written on one node; how fast and at what cost it spreads.
+    Rumor,
+    /// `--rate` keys per second for `--duration` seconds; traffic per write
+    /// and write latency.
+    Writes,
+}
+
+/// A one-way latency range, `MIN,MAX` in milliseconds (fractions allowed).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct LatencyMs(Duration, Duration);
+
+impl std::str::FromStr for LatencyMs {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (lo, hi) = s
+            .split_once(',')
+            .ok_or_else(|| format!("expected MIN,MAX in milliseconds, got {s:?}"))?;
+        let ms = |v: &str| -> Result<Duration, String> {
+            let x: f64 = v
+                .trim()
+                .parse()
+                .map_err(|e| format!("{v:?} is not a number of milliseconds: {e}"))?;
+            Duration::try_from_secs_f64(x / 1e3)
+                .map_err(|_| format!("{v:?} is not a latency (finite, not negative)"))
+        };
+        let (lo, hi) = (ms(lo)?, ms(hi)?);
+        if lo > hi {
+            return Err(format!("MIN must not exceed MAX, got {s:?}"));
+        }
+        Ok(LatencyMs(lo, hi))
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(about = "Simulate a gossip cluster on virtual time")]
@@ -39,6 +100,26 @@ struct Args {
     /// Number of seeds to run (results are averaged).
     #[arg(long, default_value_t = 1)]
     seeds: u64,
+    /// One-way link latency in milliseconds, drawn uniformly from MIN,MAX
+    /// for every message (so messages reorder). Every mode and scenario.
+    #[arg(long, default_value = "1,5", value_name = "MIN,MAX")]
+    latency_ms: LatencyMs,
+    /// Gossip interval in milliseconds (`Config::gossip_interval`; rounds
+    /// are this long). Every mode and scenario. Other protocol timeouts
+    /// (suspicion, grace) keep their defaults in seconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    interval_ms: u64,
+    /// What the converged cluster does: `rumor` (one write) or `writes`
+    /// (steady load: `--rate`, `--duration`). Ignored with `--scenario`.
+    #[arg(long, value_enum, default_value_t = Workload::Rumor)]
+    workload: Workload,
+    /// `--workload writes`: writes per second of virtual time.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// `--workload writes`: how long after the last write the run may go on
+    /// for every write to reach every node, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    drain_s: f64,
     /// Rounds over which traffic is averaged after membership converged.
     #[arg(long, default_value_t = 10.0)]
     window: f64,
@@ -50,7 +131,8 @@ struct Args {
     scenario: Option<Kind>,
     /// Scenario length in rounds. loss: steady rounds (default 100); churn:
     /// rounds of churn (100); partition: rounds split (60); join: rounds
-    /// allowed for everyone to know everyone (60).
+    /// allowed for everyone to know everyone (60). With `--workload writes`:
+    /// seconds of load (default 10).
     #[arg(long)]
     duration: Option<f64>,
     /// Crash scenario: what the victim goes through first (partition: its
@@ -77,20 +159,33 @@ struct Args {
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// The simulation config of one seed: fanout, loss, link latency, gossip
+/// interval and digest budget from the command line, defaults otherwise.
+fn sim_config(args: &Args, seed: u64, loss: f64) -> SimConfig {
+    let mut config = scenario::config(seed, args.fanout, loss);
+    if let Some(d) = args.digest_bytes {
+        config.proto.digest_bytes = d;
+    }
+    config.faults.latency = (args.latency_ms.0, args.latency_ms.1);
+    config.proto.gossip_interval = Duration::from_millis(args.interval_ms);
+    config
+}
+
 fn main() {
     let args = Args::parse();
     if let Some(kind) = args.scenario {
         run_scenario(kind, &args);
         return;
     }
+    if args.workload == Workload::Writes {
+        run_writes(&args);
+        return;
+    }
     let wall = WallClock::now();
     let mut reports: Vec<RumorReport> = Vec::new();
     for s in 0..args.seeds {
         let seed = args.seed + s;
-        let mut config = scenario::config(seed, args.fanout, args.loss);
-        if let Some(d) = args.digest_bytes {
-            config.proto.digest_bytes = d;
-        }
+        let config = sim_config(&args, seed, args.loss);
         let label = format!("seed {seed} ({}/{})", s + 1, args.seeds);
         let mut progress = |round: f64, full: usize| {
             if !args.json || args.nodes >= 2000 {
@@ -105,10 +200,14 @@ fn main() {
         eprint!("\r{:80}\r", "");
         if !args.json {
             println!(
-                "{label}: joined in {:.1} rounds, key reached all {} nodes in {:.2} rounds; {:.1} msgs, {:.0} bytes, {:.4} false suspicions, {:.4} false convictions per node per round; trace {:016x}",
+                "{label}: joined in {:.1} rounds, key reached all {} nodes in {:.2} rounds ({:.1} ms, last at hop {}, {:.2} payload copies per node); {:.1} msgs, {:.0} bytes, {:.4} false suspicions, {:.4} false convictions per node per round; trace {:016x}",
                 r.join_rounds,
                 r.nodes,
                 r.rumor_rounds,
+                r.rumor_ms,
+                r.last_delivery_hops
+                    .map_or("-".to_owned(), |h| h.to_string()),
+                r.payload_copies_per_node,
                 r.msgs_per_node_per_round,
                 r.bytes_per_node_per_round,
                 r.suspicions_per_node_per_round,
@@ -135,7 +234,34 @@ fn main() {
         .fold(0u64, |h, r| gossip::mem::sim::mix(h ^ r.trace_hash));
     let converged = reports.iter().all(|r| r.joined && r.spread);
     let wall_ms = wall.elapsed().as_millis() as u64;
+    let rumor_ms_max = reports.iter().map(|r| r.rumor_ms).fold(0.0, f64::max);
+    // Pooled: every node's delivery time of every seed, one percentile.
+    let mut pooled: Vec<f64> = reports
+        .iter()
+        .flat_map(|r| r.delivery_ms.iter().copied())
+        .collect();
+    pooled.sort_by(f64::total_cmp);
+    let hops: Vec<f64> = reports
+        .iter()
+        .filter_map(|r| r.last_delivery_hops.map(f64::from))
+        .collect();
+    let hops_mean = (!hops.is_empty()).then(|| hops.iter().sum::<f64>() / hops.len() as f64);
+    let hops_max = reports.iter().filter_map(|r| r.last_delivery_hops).max();
     if args.json {
+        let per_seed: Vec<_> = reports
+            .iter()
+            .map(|r| {
+                json!({
+                    "seed": r.seed,
+                    "rumor_rounds": r.rumor_rounds,
+                    "rumor_ms": r.rumor_ms,
+                    "rumor_ms_p99": scenario::percentile(&r.delivery_ms, 0.99),
+                    "payload_copies_per_node": r.payload_copies_per_node,
+                    "last_delivery_hops": r.last_delivery_hops,
+                    "trace_hash": format!("{:016x}", r.trace_hash),
+                })
+            })
+            .collect();
         let out = json!({
             "nodes": args.nodes,
             "fanout": args.fanout,
@@ -146,6 +272,15 @@ fn main() {
             "join_rounds": mean(|r| r.join_rounds),
             "rumor_rounds_mean": rumor_mean,
             "rumor_rounds_max": rumor_max,
+            "rumor_ms_mean": mean(|r| r.rumor_ms),
+            "rumor_ms_p99": scenario::percentile(&pooled, 0.99),
+            "rumor_ms_max": rumor_ms_max,
+            "payload_copies_per_node": mean(|r| r.payload_copies_per_node),
+            "last_delivery_hops": hops_mean,
+            "last_delivery_hops_max": hops_max,
+            "latency_ms": [ms(args.latency_ms.0), ms(args.latency_ms.1)],
+            "interval_ms": args.interval_ms,
+            "per_seed": per_seed,
             "msgs_per_node_per_round": mean(|r| r.msgs_per_node_per_round),
             "bytes_per_node_per_round": mean(|r| r.bytes_per_node_per_round),
             "suspicions_per_node_per_round": mean(|r| r.suspicions_per_node_per_round),
@@ -156,13 +291,18 @@ fn main() {
         println!("{out}");
     } else {
         println!(
-            "{} nodes, fanout {}, loss {}: rumor rounds mean {:.2}, max {:.2} over {} seed(s); {:.0} bytes per node per round; trace of all seeds {trace:016x}; {} ms",
+            "{} nodes, fanout {}, loss {}: rumor rounds mean {:.2}, max {:.2} over {} seed(s); rumor ms mean {:.1}, p99 of nodes {:.1}, max {:.1}; {:.2} payload copies per node; last delivery at hop {:.1} (mean); {:.0} bytes per node per round; trace of all seeds {trace:016x}; {} ms",
             args.nodes,
             args.fanout,
             args.loss,
             rumor_mean,
             rumor_max,
             args.seeds,
+            mean(|r| r.rumor_ms),
+            scenario::percentile(&pooled, 0.99).unwrap_or(f64::NAN),
+            rumor_ms_max,
+            mean(|r| r.payload_copies_per_node),
+            hops_mean.unwrap_or(f64::NAN),
             mean(|r| r.bytes_per_node_per_round),
             wall_ms
         );
@@ -181,10 +321,7 @@ fn run_scenario(kind: Kind, args: &Args) {
     });
     let mut reports = Vec::new();
     for seed in args.seed..args.seed + args.seeds {
-        let mut sim = scenario::config(seed, args.fanout, 0.0);
-        if let Some(d) = args.digest_bytes {
-            sim.proto.digest_bytes = d;
-        }
+        let mut sim = sim_config(args, seed, 0.0);
         if kind == Kind::Churn {
             // Short enough that forgetting and tombstone GC happen during the run.
             sim.proto.grace_period = std::time::Duration::from_secs(60);
@@ -305,6 +442,133 @@ fn run_scenario(kind: Kind, args: &Args) {
         );
     }
     if converged < reports.len() {
+        std::process::exit(1);
+    }
+}
+
+/// Milliseconds in `d`, for reports.
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// `--workload writes`: steady load on a converged cluster, per seed.
+fn run_writes(args: &Args) {
+    let wall = WallClock::now();
+    let load = LoadConfig {
+        rate: args.rate,
+        duration: Duration::try_from_secs_f64(args.duration.unwrap_or(10.0)).unwrap_or_else(|_| {
+            eprintln!("--duration must be a finite, non-negative number of seconds");
+            std::process::exit(2);
+        }),
+        drain_deadline: Duration::try_from_secs_f64(args.drain_s).unwrap_or_else(|_| {
+            eprintln!("--drain-s must be a finite, non-negative number of seconds");
+            std::process::exit(2);
+        }),
+        ..LoadConfig::default()
+    };
+    if !(args.rate.is_finite() && args.rate > 0.0) {
+        eprintln!("--rate must be a positive number of writes per second");
+        std::process::exit(2);
+    }
+    let mut reports: Vec<LoadReport> = Vec::new();
+    for seed in args.seed..args.seed + args.seeds {
+        let config = sim_config(args, seed, args.loss);
+        let r = scenario::writes(config, args.nodes, &load, &mut |_, _| {});
+        if !args.json {
+            println!(
+                "seed {seed}: {} writes ({} refused), {} reached all {} nodes in {:.0} ms; {:.1} msgs, {:.0} bytes per write; latency ms p50 {:.1}, p99 {:.1}, max {:.1}; trace {:016x}",
+                r.writes,
+                r.refused,
+                r.writes_delivered_to_all,
+                r.nodes,
+                r.window_ms,
+                r.msgs_per_write,
+                r.bytes_per_write,
+                r.latency_ms_p50,
+                r.latency_ms_p99,
+                r.latency_ms_max,
+                r.trace_hash
+            );
+        }
+        if !r.joined || !r.drained {
+            eprintln!(
+                "seed {seed}: did not converge (joined: {}, every write everywhere: {}); replay with --workload writes --rate {} --duration {} --nodes {} --seed {seed} --seeds 1",
+                r.joined,
+                r.drained,
+                args.rate,
+                load.duration.as_secs_f64(),
+                args.nodes,
+            );
+        }
+        reports.push(r);
+    }
+    let n = reports.len() as f64;
+    let mean = |f: fn(&LoadReport) -> f64| reports.iter().map(f).sum::<f64>() / n;
+    let trace = reports
+        .iter()
+        .fold(0u64, |h, r| gossip::mem::sim::mix(h ^ r.trace_hash));
+    let converged = reports.iter().all(|r| r.joined && r.drained);
+    let wall_ms = wall.elapsed().as_millis() as u64;
+    let latency_max = reports.iter().map(|r| r.latency_ms_max).fold(0.0, f64::max);
+    if args.json {
+        let per_seed: Vec<_> = reports
+            .iter()
+            .map(|r| {
+                json!({
+                    "seed": r.seed,
+                    "writes": r.writes,
+                    "writes_delivered_to_all": r.writes_delivered_to_all,
+                    "msgs_per_write": r.msgs_per_write,
+                    "bytes_per_write": r.bytes_per_write,
+                    "latency_ms_p50": r.latency_ms_p50,
+                    "latency_ms_p99": r.latency_ms_p99,
+                    "latency_ms_max": r.latency_ms_max,
+                    "trace_hash": format!("{:016x}", r.trace_hash),
+                })
+            })
+            .collect();
+        let out = json!({
+            "workload": "writes",
+            "nodes": args.nodes,
+            "fanout": args.fanout,
+            "loss": args.loss,
+            "seeds": args.seeds,
+            "seed": args.seed,
+            "rate": args.rate,
+            "duration_s": load.duration.as_secs_f64(),
+            "latency_ms": [ms(args.latency_ms.0), ms(args.latency_ms.1)],
+            "interval_ms": args.interval_ms,
+            "converged": converged,
+            "join_rounds": mean(|r| r.join_rounds),
+            "writes": reports.iter().map(|r| r.writes).sum::<usize>(),
+            "writes_refused": reports.iter().map(|r| r.refused).sum::<usize>(),
+            "writes_delivered_to_all": reports.iter().map(|r| r.writes_delivered_to_all).sum::<usize>(),
+            "window_ms": mean(|r| r.window_ms),
+            "msgs_per_write": mean(|r| r.msgs_per_write),
+            "bytes_per_write": mean(|r| r.bytes_per_write),
+            "latency_ms_p50": mean(|r| r.latency_ms_p50),
+            "latency_ms_p99": mean(|r| r.latency_ms_p99),
+            "latency_ms_max": latency_max,
+            "per_seed": per_seed,
+            "trace_hash": format!("{trace:016x}"),
+            "wall_ms": wall_ms,
+        });
+        println!("{out}");
+    } else if reports.len() > 1 {
+        println!(
+            "{} nodes, {} writes/s for {} s over {} seeds: {:.1} msgs, {:.0} bytes per write; latency ms p50 {:.1}, p99 {:.1} (means of seeds), max {:.1}; trace of all seeds {trace:016x}; {wall_ms} ms",
+            args.nodes,
+            args.rate,
+            load.duration.as_secs_f64(),
+            reports.len(),
+            mean(|r| r.msgs_per_write),
+            mean(|r| r.bytes_per_write),
+            mean(|r| r.latency_ms_p50),
+            mean(|r| r.latency_ms_p99),
+            latency_max,
+        );
+    }
+    if !converged {
         std::process::exit(1);
     }
 }

@@ -25,6 +25,7 @@
 pub mod invariants;
 /// Experiments and fault scenarios over the simulator.
 pub mod scenario;
+pub mod spread;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -32,11 +33,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gossip_core::proto::{Config, Envelope, Event, Instant, Node, NodeId};
+use gossip_core::proto::{Config, Envelope, Event, Instant, Node, NodeId, WriteError};
 use rand::rngs::StdRng;
 
 use crate::timed::Timed;
 use rand::{RngExt, SeedableRng};
+use spread::{Spread, Write};
 
 /// The network's misbehaviour, applied per message.
 #[derive(Clone, Debug, PartialEq)]
@@ -121,7 +123,7 @@ pub struct SimNode {
     pub group: u32,
     node: Option<Node>,
     paused: bool,
-    inbox: Vec<(SocketAddr, Payload)>,
+    inbox: Vec<Delivery>,
     armed: Option<Instant>,
 }
 
@@ -160,17 +162,20 @@ enum Payload {
     Wire(Bytes),
 }
 
+/// A message on its way to a node.
+#[derive(Debug)]
+struct Delivery {
+    from: SocketAddr,
+    payload: Payload,
+    /// It carries the value of the write being followed ([`spread::carries`],
+    /// decided when it was sent, before any encoding).
+    carries: bool,
+}
+
 #[derive(Debug)]
 enum Action {
-    Timer {
-        node: usize,
-        at: Instant,
-    },
-    Deliver {
-        to: usize,
-        from: SocketAddr,
-        payload: Payload,
-    },
+    Timer { node: usize, at: Instant },
+    Deliver { to: usize, delivery: Delivery },
 }
 
 type Scheduled = Timed<Instant, Action>;
@@ -209,6 +214,8 @@ pub struct Sim {
     rng: StdRng,
     stats: Stats,
     trace: u64,
+    /// The write being followed message by message, if any.
+    spread: Option<Spread>,
 }
 
 impl Sim {
@@ -231,6 +238,7 @@ impl Sim {
             rng,
             stats: Stats::default(),
             trace: 0xcbf2_9ce4_8422_2325,
+            spread: None,
         }
     }
 
@@ -350,6 +358,50 @@ impl Sim {
         Some(r)
     }
 
+    /// Writes `key = value` on node `i`, like [`with_node`](Self::with_node)
+    /// with [`Node::set`], and follows that write message by message until
+    /// [`stop_tracking`](Self::stop_tracking): which delivered messages carry
+    /// its value and at which hop each node first holds it ([`Spread`]).
+    /// Tracking starts before the writer's first transmit leaves, so a
+    /// message sent at once (an eager push) is counted too. Following a new
+    /// write replaces the previous one. `None` if the node is down; a
+    /// refused write is returned and nothing is followed.
+    ///
+    /// Following costs one lookup per delivered message and one scan of each
+    /// sent message's deltas; it changes nothing in the run (same trace hash).
+    pub fn track_write(
+        &mut self,
+        i: usize,
+        key: &str,
+        value: Bytes,
+        on_event: &mut impl FnMut(&Ctx<'_>, &Event),
+    ) -> Option<Result<u64, WriteError>> {
+        let now = self.now;
+        let r = self.nodes[i].node.as_mut()?.set(now, key, value);
+        if let Ok(version) = r {
+            let slot = &self.nodes[i];
+            let write = Write {
+                owner: slot.name.clone(),
+                generation: slot.generation,
+                key: key.to_owned(),
+                version,
+            };
+            self.spread = Some(Spread::new(write, i, self.nodes.len(), now));
+        }
+        self.flush(i, on_event);
+        Some(r)
+    }
+
+    /// The write being followed (see [`track_write`](Self::track_write)).
+    pub fn spread(&self) -> Option<&Spread> {
+        self.spread.as_ref()
+    }
+
+    /// Stops following the current write and returns what was seen.
+    pub fn stop_tracking(&mut self) -> Option<Spread> {
+        self.spread.take()
+    }
+
     /// Crashes node `i`: its state is lost, messages to it are dropped.
     pub fn crash(&mut self, i: usize) {
         let slot = &mut self.nodes[i];
@@ -376,8 +428,8 @@ impl Sim {
         if !std::mem::replace(&mut self.nodes[i].paused, false) {
             return;
         }
-        for (from, payload) in std::mem::take(&mut self.nodes[i].inbox) {
-            self.receive(i, from, payload, on_event);
+        for delivery in std::mem::take(&mut self.nodes[i].inbox) {
+            self.receive(i, delivery, on_event);
         }
         let now = self.now;
         if let Some(node) = self.nodes[i].node.as_mut() {
@@ -459,6 +511,10 @@ impl Sim {
                 1
             };
             let from = self.nodes[i].addr;
+            let carries = self
+                .spread
+                .as_ref()
+                .is_some_and(|s| spread::carries(&tx.envelope.message, s.write()));
             let payload = if self.config.wire {
                 Payload::Wire(tx.encode())
             } else {
@@ -484,7 +540,12 @@ impl Sim {
                     payload.clone()
                 };
                 let payload = copy.expect("the last copy takes the payload, earlier ones clone it");
-                self.schedule(now + delay, Action::Deliver { to, from, payload });
+                let delivery = Delivery {
+                    from,
+                    payload,
+                    carries,
+                };
+                self.schedule(now + delay, Action::Deliver { to, delivery });
             }
         }
         loop {
@@ -510,11 +571,15 @@ impl Sim {
     fn receive(
         &mut self,
         to: usize,
-        from: SocketAddr,
-        payload: Payload,
+        delivery: Delivery,
         on_event: &mut impl FnMut(&Ctx<'_>, &Event),
     ) {
         let now = self.now;
+        let Delivery {
+            from,
+            payload,
+            carries,
+        } = delivery;
         let Some(node) = self.nodes[to].node.as_mut() else {
             self.stats.dropped += 1;
             return;
@@ -525,6 +590,24 @@ impl Sim {
             Payload::Value(env) => node.handle_message(now, from, env),
             Payload::Wire(bytes) => node.handle_bytes(now, from, &bytes),
         };
+        if let Some(spread) = self.spread.as_mut() {
+            if carries {
+                spread.delivered();
+            }
+            // Checked after every delivery, not only after carrying ones: a
+            // node that comes to hold the value from a message `carries`
+            // missed is counted (`Spread::unexplained`), not overlooked.
+            if !spread.holds(to) {
+                let w = spread.write();
+                let held = node
+                    .get(&w.owner, &w.key)
+                    .is_some_and(|(_, version)| version >= w.version);
+                if held {
+                    let from_idx = self.by_addr.get(&from).copied();
+                    spread.first_held(to, from_idx, now, carries);
+                }
+            }
+        }
         self.flush(to, on_event);
     }
 
@@ -548,7 +631,8 @@ impl Sim {
                 }
                 self.flush(node, on_event);
             }
-            Action::Deliver { to, from, payload } => {
+            Action::Deliver { to, delivery } => {
+                let from = delivery.from;
                 let from_idx = self.index_of(from).unwrap_or(usize::MAX);
                 if from_idx != usize::MAX && self.nodes[from_idx].group != self.nodes[to].group {
                     self.stats.dropped += 1;
@@ -556,10 +640,10 @@ impl Sim {
                 }
                 self.hash(s.at.as_micros() ^ ((to as u64) << 40) ^ ((from_idx as u64) << 20) ^ 2);
                 if self.nodes[to].paused {
-                    self.nodes[to].inbox.push((from, payload));
+                    self.nodes[to].inbox.push(delivery);
                     return true;
                 }
-                self.receive(to, from, payload, on_event);
+                self.receive(to, delivery, on_event);
             }
         }
         true

@@ -77,13 +77,57 @@ pub struct RumorReport {
     /// Transitions to Dead per node per round after membership converged:
     /// false convictions, as nobody fails.
     pub convictions_per_node_per_round: f64,
+    /// Virtual milliseconds from the write until the last node held the key
+    /// (`rumor_rounds` in milliseconds; infinite if it never spread). With
+    /// eager push the spread is bounded by hops × link latency rather than
+    /// by rounds, so this is the figure that shows it.
+    pub rumor_ms: f64,
+    /// When each node but the writer first held the key, in virtual
+    /// milliseconds after the write, sorted; nodes that never got it are
+    /// missing. Kept whole so percentiles can be taken over the nodes of
+    /// several seeds pooled ([`percentile`]).
+    pub delivery_ms: Vec<f64>,
+    /// Messages carrying the key's value (a delta with the update at the
+    /// write's version, [`carries`](super::spread::carries)) delivered from
+    /// the write until the end of the traffic window, divided by the `n − 1`
+    /// nodes that needed it: the floor is 1.0, the rest is redundancy.
+    /// Copies delivered to the writer or to nodes already holding it count.
+    pub payload_copies_per_node: f64,
+    /// The hop at which the last node got the value (writer hop 0; a node
+    /// that first holds it after a message of a hop-h node is at h + 1).
+    /// `None` if no other node got it.
+    pub last_delivery_hops: Option<u32>,
+    /// Nodes that came to hold the key from a message not counted as
+    /// carrying it: 0 unless [`carries`](super::spread::carries) misses a
+    /// message kind.
+    pub unexplained_holders: u64,
     /// The run's trace hash.
     pub trace_hash: u64,
+}
+
+/// The `q` quantile (`0 < q ≤ 1`) of `sorted` (ascending) by nearest rank:
+/// the smallest value with at least `q` of the values at or below it.
+/// `None` if `sorted` is empty.
+pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let rank = (q.clamp(0.0, 1.0) * n as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, n) - 1).copied()
+}
+
+/// Virtual milliseconds in `d`.
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 /// The spreading experiment: converge a cluster, write one key on one node
 /// and measure the rounds until every node holds it, and the traffic per
 /// node per round over `window` rounds after convergence (the write included).
+/// The simulator follows the write message by message
+/// ([`Sim::track_write`]) for the payload copies and hops, over the same
+/// window; following it changes nothing in the run.
 pub fn rumor(
     config: SimConfig,
     nodes: usize,
@@ -127,13 +171,9 @@ pub fn rumor(
             }
         }
     };
-    sim.with_node(
-        writer,
-        |n, now| n.set(now, "rumor", Bytes::from_static(b"hello")),
-        &mut count,
-    )
-    .expect("the writer is up")
-    .expect("a small key is accepted");
+    sim.track_write(writer, "rumor", Bytes::from_static(b"hello"), &mut count)
+        .expect("the writer is up")
+        .expect("a small key is accepted");
     let deadline = start + interval.mul_f64(window.max(60.0));
     while done_at.get().is_none() && sim.now() <= deadline && sim.step(&mut count) {}
     let rumor_rounds = done_at
@@ -144,6 +184,15 @@ pub fn rumor(
     let after = sim.stats();
     let rounds = sim.rounds_since(start);
     let per = |v: u64| v as f64 / nodes as f64 / rounds;
+    let spread = sim
+        .stop_tracking()
+        .expect("the write has been followed since it was made");
+    let mut delivery_ms: Vec<f64> = (0..nodes)
+        .filter(|&i| i != writer)
+        .filter_map(|i| spread.held_at(i))
+        .map(|t| ms(t.saturating_since(start)))
+        .collect();
+    delivery_ms.sort_by(f64::total_cmp);
     RumorReport {
         nodes,
         seed,
@@ -155,6 +204,224 @@ pub fn rumor(
         bytes_per_node_per_round: per(after.bytes - before.bytes),
         suspicions_per_node_per_round: per(suspicions.get()),
         convictions_per_node_per_round: per(convictions.get()),
+        rumor_ms: done_at
+            .get()
+            .map_or(f64::INFINITY, |t| ms(t.saturating_since(start))),
+        delivery_ms,
+        payload_copies_per_node: spread.copies() as f64 / (nodes.max(2) - 1) as f64,
+        last_delivery_hops: spread.last_delivery_hop(),
+        unexplained_holders: spread.unexplained(),
+        trace_hash: sim.trace_hash(),
+    }
+}
+
+/// Parameters of the steady-load experiment ([`writes`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadConfig {
+    /// Writes per second of virtual time, spread evenly over the load
+    /// window (the k-th write at `k / rate` seconds).
+    pub rate: f64,
+    /// How long writes go on.
+    pub duration: std::time::Duration,
+    /// How long after the last write the run may go on for every write to
+    /// reach every node; a run that hits it says so
+    /// ([`LoadReport::drained`]).
+    pub drain_deadline: std::time::Duration,
+    /// Bytes of each written value (small: this measures propagation, not
+    /// bulk transfer).
+    pub value_bytes: usize,
+}
+
+impl Default for LoadConfig {
+    /// 100 writes per second for 10 s, 60 s to drain, 8-byte values.
+    fn default() -> Self {
+        LoadConfig {
+            rate: 100.0,
+            duration: std::time::Duration::from_secs(10),
+            drain_deadline: std::time::Duration::from_secs(60),
+            value_bytes: 8,
+        }
+    }
+}
+
+/// What one steady-load run measured. Latencies are virtual milliseconds
+/// from a write until every node held it; a write that never reached every
+/// node counts as infinitely late (so a percentile that reaches one is
+/// infinite, printed `null` in JSON).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadReport {
+    /// Nodes in the cluster.
+    pub nodes: usize,
+    /// The master seed.
+    pub seed: u64,
+    /// Rounds until every node knew every other one.
+    pub join_rounds: f64,
+    /// Whether membership converged (the load starts regardless).
+    pub joined: bool,
+    /// Writes made (accepted by their node).
+    pub writes: usize,
+    /// Writes a node refused (a keyspace limit); not in `writes`.
+    pub refused: usize,
+    /// Writes that reached every node before the drain deadline.
+    pub writes_delivered_to_all: usize,
+    /// Whether every write reached every node before the deadline.
+    pub drained: bool,
+    /// Virtual milliseconds measured over: the load window and the drain
+    /// after it (until the last write reached every node, or the deadline).
+    pub window_ms: f64,
+    /// Messages sent by all nodes during the window, per write. This
+    /// includes the idle gossip (heartbeats, digests) that would flow
+    /// without any write: at a low rate that dominates.
+    pub msgs_per_write: f64,
+    /// Encoded bytes sent by all nodes during the window, per write (idle
+    /// gossip included, as for `msgs_per_write`).
+    pub bytes_per_write: f64,
+    /// Median write latency (write → every node holds it).
+    pub latency_ms_p50: f64,
+    /// 99th percentile write latency.
+    pub latency_ms_p99: f64,
+    /// Slowest write.
+    pub latency_ms_max: f64,
+    /// The run's trace hash.
+    pub trace_hash: u64,
+}
+
+/// One write of the load and what became of it.
+struct Written {
+    owner: String,
+    version: u64,
+    at: Instant,
+    holders: usize,
+    done: Option<Instant>,
+}
+
+/// The steady-load experiment: converge a cluster, then write
+/// `load.rate` unique keys per second of virtual time, each on a node drawn
+/// by a seeded RNG, for `load.duration`; then run until every write reached
+/// every node (or `load.drain_deadline` after the last write). Reports the
+/// traffic per write and the latency of writes (write → every node).
+///
+/// Keys are `w<k>` for the k-th write, so nothing but their own events can
+/// count toward them.
+pub fn writes(
+    config: SimConfig,
+    nodes: usize,
+    load: &LoadConfig,
+    progress: &mut dyn FnMut(f64, usize),
+) -> LoadReport {
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+    let seed = config.seed;
+    let (mut sim, joined) = converged_cluster(
+        config,
+        nodes,
+        100.0 + 10.0 * (nodes as f64).log2(),
+        progress,
+    );
+    let join_rounds = sim.rounds();
+    let before = sim.stats();
+    let start = sim.now();
+    let mut rng = StdRng::seed_from_u64(super::mix(seed ^ 0x77_72_69_74));
+    // A rate that is not a positive finite number writes nothing.
+    let count = if load.rate.is_finite() && load.rate > 0.0 {
+        (load.rate * load.duration.as_secs_f64()).floor() as usize
+    } else {
+        0
+    };
+    let value = Bytes::from(vec![b'v'; load.value_bytes]);
+    let mut written: Vec<Written> = Vec::with_capacity(count);
+    let mut delivered = 0usize;
+    let mut refused = 0usize;
+    // Counts a node first holding one of the writes.
+    let on_event = |written: &mut Vec<Written>, delivered: &mut usize, ctx: &Ctx<'_>, e: &Event| {
+        let Event::KeyChanged {
+            owner,
+            key,
+            version,
+            ..
+        } = e
+        else {
+            return;
+        };
+        let Some(w) = key
+            .strip_prefix('w')
+            .and_then(|k| k.parse::<usize>().ok())
+            .and_then(|k| written.get_mut(k))
+        else {
+            return;
+        };
+        if w.version == *version && owner.name == w.owner && w.done.is_none() {
+            w.holders += 1;
+            if w.holders >= nodes {
+                w.done = Some(ctx.now);
+                *delivered += 1;
+            }
+        }
+    };
+    for k in 0..count {
+        let offset =
+            std::time::Duration::try_from_secs_f64(k as f64 / load.rate).unwrap_or(load.duration);
+        sim.run_until(start + offset, &mut |ctx, e| {
+            on_event(&mut written, &mut delivered, ctx, e)
+        });
+        let i = rng.random_range(0..nodes);
+        let key = format!("w{}", written.len());
+        let now = sim.now();
+        let r = sim.with_node(
+            i,
+            |n, now| n.set(now, &key, value.clone()),
+            &mut |ctx, e| on_event(&mut written, &mut delivered, ctx, e),
+        );
+        match r {
+            Some(Ok(version)) => {
+                let done = (nodes == 1).then_some(now);
+                delivered += usize::from(done.is_some());
+                written.push(Written {
+                    owner: sim.slot(i).name.clone(),
+                    version,
+                    at: now,
+                    holders: 1,
+                    done,
+                });
+            }
+            _ => refused += 1,
+        }
+    }
+    let load_end = start + load.duration;
+    sim.run_until(load_end.max(sim.now()), &mut |ctx, e| {
+        on_event(&mut written, &mut delivered, ctx, e)
+    });
+    let deadline = sim.now() + load.drain_deadline;
+    while delivered < written.len()
+        && sim.now() <= deadline
+        && sim.step(&mut |ctx, e| on_event(&mut written, &mut delivered, ctx, e))
+    {}
+    let after = sim.stats();
+    let per_write = |v: u64| v as f64 / written.len().max(1) as f64;
+    let mut latency: Vec<f64> = written
+        .iter()
+        .map(|w| {
+            w.done
+                .map_or(f64::INFINITY, |t| ms(t.saturating_since(w.at)))
+        })
+        .collect();
+    latency.sort_by(f64::total_cmp);
+    let q = |q: f64| percentile(&latency, q).unwrap_or(0.0);
+    LoadReport {
+        nodes,
+        seed,
+        join_rounds,
+        joined,
+        writes: written.len(),
+        refused,
+        writes_delivered_to_all: delivered,
+        drained: delivered == written.len(),
+        window_ms: ms(sim.now().saturating_since(start)),
+        msgs_per_write: per_write(after.messages - before.messages),
+        bytes_per_write: per_write(after.bytes - before.bytes),
+        latency_ms_p50: q(0.5),
+        latency_ms_p99: q(0.99),
+        latency_ms_max: q(1.0),
         trace_hash: sim.trace_hash(),
     }
 }
