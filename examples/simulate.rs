@@ -23,7 +23,9 @@
 //! p50 and p99 are means of the seeds' own, max the slowest write of all):
 //! `cargo run --release --example simulate -- --workload writes --rate 1000 --duration 10 --nodes 100 --json`
 //!
-//! Every mode takes `--latency-ms MIN,MAX` (one-way link latency, uniform;
+//! Every mode takes `--eager on|off` (eager push, on by default; off leaves
+//! the periodic exchange alone: `--nodes 1000 --seeds 5 --eager off`),
+//! `--latency-ms MIN,MAX` (one-way link latency, uniform;
 //! default `1,5`) and `--interval-ms MS` (the gossip interval; default 1000;
 //! other protocol timeouts stay as configured, in seconds):
 //! `cargo run --release --example simulate -- --nodes 1000 --seeds 5 --latency-ms 10,50 --interval-ms 200 --json`
@@ -109,6 +111,10 @@ struct Args {
     /// (suspicion, grace) keep their defaults in seconds.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     interval_ms: u64,
+    /// Eager push (`Config::eager`): `on` (the default) or `off`, which
+    /// leaves the periodic exchange alone. Every mode and scenario.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    eager: OnOff,
     /// What the converged cluster does: `rumor` (one write) or `writes`
     /// (steady load: `--rate`, `--duration`). Ignored with `--scenario`.
     #[arg(long, value_enum, default_value_t = Workload::Rumor)]
@@ -168,7 +174,15 @@ fn sim_config(args: &Args, seed: u64, loss: f64) -> SimConfig {
     }
     config.faults.latency = (args.latency_ms.0, args.latency_ms.1);
     config.proto.gossip_interval = Duration::from_millis(args.interval_ms);
+    config.proto.eager = args.eager == OnOff::On;
     config
+}
+
+/// A switch on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 fn main() {
@@ -280,6 +294,7 @@ fn main() {
             "last_delivery_hops_max": hops_max,
             "latency_ms": [ms(args.latency_ms.0), ms(args.latency_ms.1)],
             "interval_ms": args.interval_ms,
+            "eager": args.eager == OnOff::On,
             "per_seed": per_seed,
             "msgs_per_node_per_round": mean(|r| r.msgs_per_node_per_round),
             "bytes_per_node_per_round": mean(|r| r.bytes_per_node_per_round),
@@ -538,6 +553,7 @@ fn run_writes(args: &Args) {
             "duration_s": load.duration.as_secs_f64(),
             "latency_ms": [ms(args.latency_ms.0), ms(args.latency_ms.1)],
             "interval_ms": args.interval_ms,
+            "eager": args.eager == OnOff::On,
             "converged": converged,
             "join_rounds": mean(|r| r.join_rounds),
             "writes": reports.iter().map(|r| r.writes).sum::<usize>(),

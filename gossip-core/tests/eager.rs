@@ -21,9 +21,13 @@ fn id(i: u16) -> Arc<NodeId> {
     Arc::new(NodeId::new(format!("n{i}"), addr(i), 1))
 }
 
+/// Fan-outs above one, so that "all but one" and "not the eager ones" say
+/// something.
 fn config() -> Config {
     Config {
         interval_jitter: 0.0,
+        eager_fanout: 3,
+        lazy_fanout: 4,
         ..Config::default()
     }
 }

@@ -37,6 +37,10 @@ pub struct Config {
     /// under load, messages per update fall as the rate rises. The first
     /// push after a quiet spell leaves at once.
     pub eager_batch: Duration,
+    /// The same for announcements (`IHave`), which only repair what eager
+    /// push missed and so may wait longer: under load they are most of the
+    /// messages eager push adds.
+    pub lazy_batch: Duration,
     /// Chance per round of also contacting one unreachable (Dead) node, so
     /// recovered nodes and healed partitions are found.
     pub unreachable_probability: f64,
@@ -130,10 +134,11 @@ impl Default for Config {
             interval_jitter: 0.1,
             fanout: 3,
             eager: true,
-            eager_fanout: 3,
-            lazy_fanout: 4,
-            graft_timeout: Duration::from_millis(20),
+            eager_fanout: 1,
+            lazy_fanout: 12,
+            graft_timeout: Duration::from_millis(8),
             eager_batch: Duration::from_millis(5),
+            lazy_batch: Duration::from_millis(50),
             unreachable_probability: 0.1,
             seed_probability: 0.1,
             max_message_bytes: 64 * 1024,
@@ -206,8 +211,8 @@ impl Config {
         if self.eager && (self.eager_fanout == 0 || self.graft_timeout.is_zero()) {
             return bad("eager push needs eager_fanout and graft_timeout above zero");
         }
-        if self.eager_batch >= self.gossip_interval {
-            return bad("eager_batch must be shorter than gossip_interval");
+        if self.eager_batch >= self.gossip_interval || self.lazy_batch >= self.gossip_interval {
+            return bad("eager_batch and lazy_batch must be shorter than gossip_interval");
         }
         if self.max_nodes < 2
             || self.max_keys_per_node == 0

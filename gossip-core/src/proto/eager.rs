@@ -65,6 +65,11 @@ pub(crate) struct Eager {
     /// When news was last pushed, and when the news held back is due.
     last_flush: Option<Instant>,
     flush_at: Option<Instant>,
+    /// Announcements not sent yet (one per owner, the highest version), and
+    /// their own window: they only repair, so they may wait longer.
+    lazy: Vec<DigestEntry>,
+    last_lazy: Option<Instant>,
+    lazy_at: Option<Instant>,
     /// Whether the eager set was filled with random peers once: from then
     /// on it changes only by prunes, grafts and departures (refilled only
     /// if it empties).
@@ -165,10 +170,47 @@ impl Eager {
         Some(std::mem::take(&mut self.news))
     }
 
+    /// Queues announcements of states this node now holds.
+    pub fn announce(&mut self, have: impl IntoIterator<Item = DigestEntry>) {
+        for e in have {
+            match self.lazy.iter_mut().find(|l| l.id.name == e.id.name) {
+                Some(l) if l.id.generation > e.id.generation => {}
+                Some(l) if l.id.generation == e.id.generation && l.max_version >= e.max_version => {
+                }
+                Some(l) => *l = e,
+                None => self.lazy.push(e),
+            }
+        }
+    }
+
+    /// Takes the announcements to send now, or `None` if they wait (as
+    /// [`flush`](Self::flush), with its own `window`).
+    pub fn flush_lazy(
+        &mut self,
+        now: Instant,
+        window: std::time::Duration,
+    ) -> Option<Vec<DigestEntry>> {
+        if self.lazy.is_empty() {
+            self.lazy_at = None;
+            return None;
+        }
+        if let Some(t) = self.last_lazy
+            && now < t + window
+        {
+            self.lazy_at = Some(t + window);
+            return None;
+        }
+        self.last_lazy = Some(now);
+        self.lazy_at = None;
+        Some(std::mem::take(&mut self.lazy))
+    }
+
     /// Drops the news (eager push is off).
     pub fn clear_news(&mut self) {
         self.news.clear();
         self.flush_at = None;
+        self.lazy.clear();
+        self.lazy_at = None;
     }
 
     /// `from` announced `entry`, of which this node holds `held` (the
@@ -231,6 +273,7 @@ impl Eager {
             .iter()
             .map(|m| m.deadline)
             .chain(self.flush_at)
+            .chain(self.lazy_at)
             .min()
     }
 
@@ -347,6 +390,25 @@ mod tests {
         e.note(&id("b", 1), 0);
         assert_eq!(e.flush(t0 + T, T).map(|n| n.len()), Some(2), "together");
         assert_eq!(e.deadline(), None);
+    }
+
+    #[test]
+    fn announcements_keep_the_highest_state_per_owner_and_wait_for_their_window() {
+        let mut e = Eager::default();
+        let (a, b) = (id("a", 1), id("b", 1));
+        let t0 = Instant::ZERO;
+        e.announce([entry(&a, 2)]);
+        assert_eq!(
+            e.flush_lazy(t0, T).map(|l| l.len()),
+            Some(1),
+            "at once after quiet"
+        );
+        e.announce([entry(&a, 3), entry(&b, 1)]);
+        e.announce([entry(&a, 1)]);
+        assert_eq!(e.flush_lazy(t0 + T / 2, T), None);
+        assert_eq!(e.deadline(), Some(t0 + T));
+        let got = e.flush_lazy(t0 + T, T).expect("due");
+        assert_eq!(got, vec![entry(&a, 3), entry(&b, 1)]);
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl Config {
     ///   more likely than on a LAN, so probe the other side more often.
     /// - `stall_threshold` 12 s and joins retrying every 2 s while alone.
     /// - Eager push waits 500 ms for an announced update before asking for
-    ///   it, and batches pushes within 20 ms.
+    ///   it, and batches pushes within 20 ms, announcements within 200 ms.
     pub fn wan() -> Self {
         Config {
             gossip_interval: Duration::from_secs(2),
@@ -78,6 +78,7 @@ impl Config {
             // Links of 50-300 ms: an announced update may take a few.
             graft_timeout: Duration::from_millis(500),
             eager_batch: Duration::from_millis(20),
+            lazy_batch: Duration::from_millis(200),
             ..Config::default()
         }
     }
@@ -99,8 +100,8 @@ impl Config {
     ///   length of a test, yet a long-running demo forgets them.
     /// - Joins retry every 100 ms while alone, so a node started before its
     ///   seeds joins quickly.
-    /// - Eager push waits 10 ms for an announced update before asking for
-    ///   it, and batches pushes within 1 ms.
+    /// - Eager push waits 5 ms for an announced update before asking for
+    ///   it, and batches pushes within 1 ms, announcements within 10 ms.
     pub fn local() -> Self {
         Config {
             gossip_interval: Duration::from_millis(100),
@@ -113,8 +114,9 @@ impl Config {
             grace_period: Duration::from_secs(60),
             join_retry_min: Duration::from_millis(100),
             join_retry_max: Duration::from_millis(100),
-            graft_timeout: Duration::from_millis(10),
+            graft_timeout: Duration::from_millis(5),
             eager_batch: Duration::from_millis(1),
+            lazy_batch: Duration::from_millis(10),
             ..Config::default()
         }
     }

@@ -7,13 +7,14 @@ use super::*;
 impl Node {
     /// Sends the news noted so far, unless it is held back to travel with
     /// more ([`Config::eager_batch`]): one `Push` per eager peer (without
-    /// the news that peer brought) and one `IHave` per lazy peer picked.
+    /// the news that peer brought), and queues its announcements.
     pub(super) fn push_news(&mut self, now: Instant) {
         if !self.config.eager {
             self.eager.clear_news();
             return;
         }
         let Some(news) = self.eager.flush(now, self.config.eager_batch) else {
+            self.announce(now);
             return;
         };
         // Eager peers that are no longer live are dropped; at first, or with
@@ -72,17 +73,24 @@ impl Node {
             let len = size::ack(part.len(), part_bytes);
             self.send(to, Message::Push { delta: part }, len);
         }
-        let sources: Vec<SocketAddr> = news.iter().filter_map(|n| n.source).collect();
+        self.eager.announce(have);
+        self.announce(now);
+    }
+
+    /// Sends the announcements queued, unless they wait for
+    /// [`Config::lazy_batch`]: one `IHave` to each of `lazy_fanout` random
+    /// live peers that are not eager ones.
+    fn announce(&mut self, now: Instant) {
+        let Some(have) = self.eager.flush_lazy(now, self.config.lazy_batch) else {
+            return;
+        };
+        let eager: Vec<SocketAddr> = self.eager.peers().iter().map(|p| p.addr).collect();
         let live = self.live_peers();
         let lazy: Vec<SocketAddr> = self
-            .sample(
-                Status::Live,
-                self.config.lazy_fanout + eager.len() + 1,
-                live,
-            )
+            .sample(Status::Live, self.config.lazy_fanout + eager.len(), live)
             .into_iter()
             .map(|p| p.addr)
-            .filter(|a| !sources.contains(a) && !eager.contains(a))
+            .filter(|a| !eager.contains(a))
             .take(self.config.lazy_fanout)
             .collect();
         let have_bytes = have.iter().map(size::digest_entry).sum();
