@@ -10,9 +10,10 @@
 //! turn:
 //!
 //! 1. membership converging through three seeds;
-//! 2. a key written on one node spreading round by round, beside the ideal
-//!    synchronous push-pull figure (Monte Carlo, DESIGN.md §7) and the
-//!    simulator's figure for the same n, fanout and config;
+//! 2. a key written on one node spreading: milliseconds until all hold it,
+//!    and round by round beside the ideal synchronous push-pull figure
+//!    (Monte Carlo, DESIGN.md §7) and the simulator's figure for the same n,
+//!    fanout and config;
 //! 3. a crashed node suspected, then declared dead by everyone;
 //! 4. a node leaving gracefully, seen as Left by everyone;
 //! 5. a partition into two halves, detected, then healed.
@@ -473,13 +474,14 @@ async fn run(args: Args) -> serde_json::Value {
         t.sort_unstable();
         t
     };
-    let rumor_rounds = spread.then(|| {
-        demo.rounds(
-            times
-                .last()
-                .map_or(Duration::ZERO, |t| t.duration_since(written)),
-        )
+    let rumor_took = spread.then(|| {
+        times
+            .last()
+            .map_or(Duration::ZERO, |t| t.duration_since(written))
     });
+    let rumor_rounds = rumor_took.map(|d| demo.rounds(d));
+    let rumor_ms = rumor_took.map(|d| d.as_secs_f64() * 1000.0);
+    let fmt_ms = |ms: Option<f64>| ms.map_or("never".to_owned(), |v| format!("{v:.0} ms"));
     demo.say(format!("\nkey n{writer}/rumor written; nodes holding it after each round (ideal synchronous push-pull beside):"));
     let last_round = rumor_rounds
         .map_or(60, |r| r.ceil() as usize)
@@ -493,7 +495,8 @@ async fn run(args: Args) -> serde_json::Value {
         ));
     }
     demo.say(format!(
-        "all {n} hold it after {} rounds (ideal synchronous push-pull {ideal_rounds:.1}, simulator {} rounds)",
+        "all {n} hold it after {} ({} rounds; ideal synchronous push-pull {ideal_rounds:.1}, simulator {} rounds)",
+        fmt_ms(rumor_ms),
         fmt_rounds(rumor_rounds),
         fmt_rounds(sim_rumor_rounds)
     ));
@@ -617,11 +620,12 @@ async fn run(args: Args) -> serde_json::Value {
     let stats = demo.net.stats();
     let wall_ms = wall.elapsed().as_millis() as u64;
     demo.say(format!(
-        "\nsummary: {n} nodes, fanout {}: converged {} rounds, rumor {} rounds (ideal {ideal_rounds:.1}, simulator {}), \
+        "\nsummary: {n} nodes, fanout {}: converged {} rounds, rumor {} = {} rounds (ideal {ideal_rounds:.1}, simulator {}), \
          crash detected {} rounds, leave seen {} rounds, partition healed {} rounds; \
          {msgs_per_node_round:.1} msgs / {bytes_per_node_round:.0} B / {} CPU per node per round; wall {wall_ms} ms",
         args.fanout,
         fmt_rounds(converge_rounds),
+        fmt_ms(rumor_ms),
         fmt_rounds(rumor_rounds),
         fmt_rounds(sim_rumor_rounds),
         fmt_rounds(detection_rounds),
@@ -646,6 +650,7 @@ async fn run(args: Args) -> serde_json::Value {
         "arbiters": arbiter_count,
         "converge_rounds": r2(converge_rounds),
         "rumor_rounds": r2(rumor_rounds),
+        "rumor_ms": r2(rumor_ms),
         "ideal_rounds": r2(Some(ideal_rounds)),
         "sim_rumor_rounds": r2(sim_rumor_rounds),
         "first_suspect_rounds": r2(first_suspect_rounds),
