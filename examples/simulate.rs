@@ -23,6 +23,9 @@
 //! p50 and p99 are means of the seeds' own, max the slowest write of all):
 //! `cargo run --release --example simulate -- --workload writes --rate 1000 --duration 10 --nodes 100 --json`
 //!
+//! `--warmup-writes K` makes K writes first, so the measured one runs on a
+//! tree pruned by earlier news (default 0: the first news after the join).
+//!
 //! Every mode takes `--eager on|off` (eager push, on by default; off leaves
 //! the periodic exchange alone: `--nodes 1000 --seeds 5 --eager off`),
 //! `--latency-ms MIN,MAX` (one-way link latency, uniform;
@@ -111,6 +114,11 @@ struct Args {
     /// (suspicion, grace) keep their defaults in seconds.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     interval_ms: u64,
+    /// Writes made (a fifth of a round apart, on nodes spread over the
+    /// cluster) before the measured one, so that eager push's tree is
+    /// pruned by earlier news (a warm tree). Rumor workload only.
+    #[arg(long, default_value_t = 0)]
+    warmup_writes: usize,
     /// Eager push (`Config::eager`): `on` (the default) or `off`, which
     /// leaves the periodic exchange alone. Every mode and scenario.
     #[arg(long, value_enum, default_value_t = OnOff::On)]
@@ -210,7 +218,13 @@ fn main() {
                 let _ = std::io::stderr().flush();
             }
         };
-        let r = scenario::rumor(config, args.nodes, args.window, &mut progress);
+        let r = scenario::rumor_after(
+            config,
+            args.nodes,
+            args.window,
+            args.warmup_writes,
+            &mut progress,
+        );
         eprint!("\r{:80}\r", "");
         if !args.json {
             println!(
@@ -295,6 +309,7 @@ fn main() {
             "latency_ms": [ms(args.latency_ms.0), ms(args.latency_ms.1)],
             "interval_ms": args.interval_ms,
             "eager": args.eager == OnOff::On,
+            "warmup_writes": args.warmup_writes,
             "per_seed": per_seed,
             "msgs_per_node_per_round": mean(|r| r.msgs_per_node_per_round),
             "bytes_per_node_per_round": mean(|r| r.bytes_per_node_per_round),

@@ -50,3 +50,29 @@ fn every_node_gets_the_write_with_eager_push_on_and_off_with_and_without_loss() 
         }
     }
 }
+
+#[test]
+fn earlier_news_prunes_the_tree_so_later_writes_cost_fewer_copies() {
+    for seed in 1..=3 {
+        let cold = run(seed, 0.0, true);
+        let warm = scenario::rumor_after(
+            scenario::config(seed, 3, 0.0),
+            NODES,
+            10.0,
+            20,
+            &mut |_, _| {},
+        );
+        assert!(warm.spread, "seed {seed}: {warm:?}");
+        assert!(
+            warm.payload_copies_per_node < cold.payload_copies_per_node,
+            "seed {seed}: {} copies after 20 writes, {} on the first",
+            warm.payload_copies_per_node,
+            cold.payload_copies_per_node
+        );
+        assert!(
+            warm.rumor_rounds < 0.25,
+            "seed {seed}: {} rounds",
+            warm.rumor_rounds
+        );
+    }
+}

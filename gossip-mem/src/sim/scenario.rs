@@ -134,6 +134,21 @@ pub fn rumor(
     window: f64,
     progress: &mut dyn FnMut(f64, usize),
 ) -> RumorReport {
+    rumor_after(config, nodes, window, 0, progress)
+}
+
+/// [`rumor`], after `warmup` earlier writes on nodes spread over the
+/// cluster, a fifth of a round apart: eager push's tree is then pruned by
+/// earlier news (a *warm* tree), as in a cluster that has been writing,
+/// while [`rumor`] measures the first news after the join (a cold tree).
+/// Traffic and the measured write's figures start after the warm-up.
+pub fn rumor_after(
+    config: SimConfig,
+    nodes: usize,
+    window: f64,
+    warmup: usize,
+    progress: &mut dyn FnMut(f64, usize),
+) -> RumorReport {
     let interval = config.proto.gossip_interval;
     let seed = config.seed;
     let (mut sim, joined) = converged_cluster(
@@ -143,6 +158,16 @@ pub fn rumor(
         progress,
     );
     let join_rounds = sim.rounds();
+    for k in 0..warmup {
+        // Writers other than the measured one (nodes / 2), spread out.
+        let w = (k * 7919 + 13) % nodes;
+        sim.with_node(
+            w,
+            |n, now| n.set(now, &format!("warmup{k}"), Bytes::from_static(b"w")),
+            &mut |_, _| {},
+        );
+        sim.run_for_rounds(0.2, &mut |_, _| {});
+    }
     let before = sim.stats();
     let start = sim.now();
     let writer = nodes / 2;
