@@ -38,6 +38,34 @@ pub(crate) struct News {
     pub source: Option<SocketAddr>,
 }
 
+/// A batching window: what arrives within `window` of the last send waits
+/// for the window's end; the first send after a quiet spell goes at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Window {
+    last: Option<Instant>,
+    due: Option<Instant>,
+}
+
+impl Window {
+    /// Whether something waiting (`waiting`) may be sent at `now`; if so,
+    /// the send is recorded, if not, when it is due.
+    fn open(&mut self, now: Instant, window: std::time::Duration, waiting: bool) -> bool {
+        if !waiting {
+            self.due = None;
+            return false;
+        }
+        if let Some(t) = self.last
+            && now < t + window
+        {
+            self.due = Some(t + window);
+            return false;
+        }
+        self.last = Some(now);
+        self.due = None;
+        true
+    }
+}
+
 /// An announced state not yet held.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Missing {
@@ -63,13 +91,11 @@ pub(crate) struct Eager {
     /// back to it).
     source: Option<SocketAddr>,
     /// When news was last pushed, and when the news held back is due.
-    last_flush: Option<Instant>,
-    flush_at: Option<Instant>,
+    push_window: Window,
     /// Announcements not sent yet (one per owner, the highest version), and
     /// their own window: they only repair, so they may wait longer.
     lazy: Vec<DigestEntry>,
-    last_lazy: Option<Instant>,
-    lazy_at: Option<Instant>,
+    lazy_window: Window,
     /// Whether the eager set was filled with random peers once: from then
     /// on it changes only by prunes, grafts and departures (refilled only
     /// if it empties).
@@ -155,19 +181,10 @@ impl Eager {
     /// so that pushes under load travel together (the first after a quiet
     /// spell leaves at once).
     pub fn flush(&mut self, now: Instant, window: std::time::Duration) -> Option<Vec<News>> {
-        if self.news.is_empty() {
-            self.flush_at = None;
-            return None;
-        }
-        if let Some(t) = self.last_flush
-            && now < t + window
-        {
-            self.flush_at = Some(t + window);
-            return None;
-        }
-        self.last_flush = Some(now);
-        self.flush_at = None;
-        Some(std::mem::take(&mut self.news))
+        let waiting = !self.news.is_empty();
+        self.push_window
+            .open(now, window, waiting)
+            .then(|| std::mem::take(&mut self.news))
     }
 
     /// Queues announcements of states this node now holds.
@@ -190,27 +207,18 @@ impl Eager {
         now: Instant,
         window: std::time::Duration,
     ) -> Option<Vec<DigestEntry>> {
-        if self.lazy.is_empty() {
-            self.lazy_at = None;
-            return None;
-        }
-        if let Some(t) = self.last_lazy
-            && now < t + window
-        {
-            self.lazy_at = Some(t + window);
-            return None;
-        }
-        self.last_lazy = Some(now);
-        self.lazy_at = None;
-        Some(std::mem::take(&mut self.lazy))
+        let waiting = !self.lazy.is_empty();
+        self.lazy_window
+            .open(now, window, waiting)
+            .then(|| std::mem::take(&mut self.lazy))
     }
 
     /// Drops the news (eager push is off).
     pub fn clear_news(&mut self) {
         self.news.clear();
-        self.flush_at = None;
+        self.push_window.due = None;
         self.lazy.clear();
-        self.lazy_at = None;
+        self.lazy_window.due = None;
     }
 
     /// `from` announced `entry`, of which this node holds `held` (the
@@ -272,8 +280,8 @@ impl Eager {
         self.missing
             .iter()
             .map(|m| m.deadline)
-            .chain(self.flush_at)
-            .chain(self.lazy_at)
+            .chain(self.push_window.due)
+            .chain(self.lazy_window.due)
             .min()
     }
 
