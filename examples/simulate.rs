@@ -45,6 +45,7 @@ use std::io::Write;
 use std::time::{Duration, Instant as WallClock};
 
 use clap::{Parser, ValueEnum};
+use gossip::core::proto::MessageKind;
 use gossip::mem::sim::SimConfig;
 use gossip::mem::sim::scenario::{
     self, Before, Kind, LoadConfig, LoadReport, RumorReport, ScenarioConfig,
@@ -577,6 +578,13 @@ fn run_writes(args: &Args) {
             "window_ms": mean(|r| r.window_ms),
             "msgs_per_write": mean(|r| r.msgs_per_write),
             "bytes_per_write": mean(|r| r.bytes_per_write),
+            "msgs_per_write_by_kind": MessageKind::ALL
+                .iter()
+                .map(|k| {
+                    let per = reports.iter().map(|r| r.msgs_per_write_by_kind[k.index()]);
+                    (k.name().to_string(), json!(per.sum::<f64>() / n))
+                })
+                .collect::<serde_json::Map<_, _>>(),
             "latency_ms_p50": mean(|r| r.latency_ms_p50),
             "latency_ms_p99": mean(|r| r.latency_ms_p99),
             "latency_ms_max": latency_max,

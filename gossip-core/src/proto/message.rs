@@ -113,6 +113,72 @@ pub enum Message {
     Prune,
 }
 
+/// Which message a [`Message`] is, without its contents: for counting
+/// traffic by kind (the simulator's `Stats::by_kind`, metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MessageKind {
+    /// [`Message::Syn`].
+    Syn,
+    /// [`Message::SynAck`].
+    SynAck,
+    /// [`Message::Ack`].
+    Ack,
+    /// [`Message::Push`].
+    Push,
+    /// [`Message::IHave`].
+    IHave,
+    /// [`Message::Graft`].
+    Graft,
+    /// [`Message::Prune`].
+    Prune,
+}
+
+impl MessageKind {
+    /// Every kind, in declaration order (`ALL[k.index()] == k`).
+    pub const ALL: [MessageKind; 7] = [
+        MessageKind::Syn,
+        MessageKind::SynAck,
+        MessageKind::Ack,
+        MessageKind::Push,
+        MessageKind::IHave,
+        MessageKind::Graft,
+        MessageKind::Prune,
+    ];
+
+    /// Position in [`ALL`](Self::ALL): an index for per-kind tables.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Lowercase name, as in reports (`"synack"`, `"ihave"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            MessageKind::Syn => "syn",
+            MessageKind::SynAck => "synack",
+            MessageKind::Ack => "ack",
+            MessageKind::Push => "push",
+            MessageKind::IHave => "ihave",
+            MessageKind::Graft => "graft",
+            MessageKind::Prune => "prune",
+        }
+    }
+}
+
+impl Message {
+    /// Which message this is.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Message::Syn { .. } => MessageKind::Syn,
+            Message::SynAck { .. } => MessageKind::SynAck,
+            Message::Ack { .. } => MessageKind::Ack,
+            Message::Push { .. } => MessageKind::Push,
+            Message::IHave { .. } => MessageKind::IHave,
+            Message::Graft { .. } => MessageKind::Graft,
+            Message::Prune => MessageKind::Prune,
+        }
+    }
+}
+
 /// The unit on the wire: who sent it, for which cluster, and the message.
 /// Encoded behind one protocol-version byte (see [`codec`](crate::proto::codec)).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,5 +339,21 @@ impl Envelope {
     /// [`encoded_len`](Self::encoded_len), given the message's size.
     pub(crate) fn len_with_message(&self, message_len: usize) -> usize {
         1 + size::varint(self.cluster) + size::node_id(&self.from) + message_len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MessageKind;
+
+    #[test]
+    fn kind_index_matches_its_place_in_all_and_names_are_distinct() {
+        for (i, kind) in MessageKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i, "{kind:?}");
+        }
+        let mut names: Vec<_> = MessageKind::ALL.iter().map(|k| k.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), MessageKind::ALL.len());
     }
 }

@@ -28,7 +28,7 @@ pub use config::Config;
 pub use error::{ConfigError, RefuseReason, WriteError};
 pub use event::{Event, Status, StatusReason};
 pub use id::{Id, NodeId};
-pub use message::{DigestEntry, Envelope, KeyUpdate, Message, NodeDelta};
+pub use message::{DigestEntry, Envelope, KeyUpdate, Message, MessageKind, NodeDelta};
 pub use metrics::{Gauges, Metrics, Refused};
 pub use node::{MemberInfo, Node, Transmit};
 pub use time::Instant;

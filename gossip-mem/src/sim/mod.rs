@@ -33,7 +33,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gossip_core::proto::{Config, Envelope, Event, Instant, Node, NodeId, WriteError};
+use gossip_core::proto::{Config, Envelope, Event, Instant, MessageKind, Node, NodeId, WriteError};
 use rand::rngs::StdRng;
 
 use crate::timed::Timed;
@@ -106,6 +106,17 @@ pub struct Stats {
     pub duplicated: u64,
     /// Messages delivered.
     pub delivered: u64,
+    /// Messages and bytes sent, by kind (indexed by [`MessageKind::index`]).
+    pub by_kind: [KindStats; MessageKind::ALL.len()],
+}
+
+/// Traffic of one message kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KindStats {
+    /// Messages sent.
+    pub messages: u64,
+    /// Encoded bytes sent.
+    pub bytes: u64,
 }
 
 /// One simulated node slot.
@@ -494,6 +505,9 @@ impl Sim {
             let len = tx.len as u64;
             self.stats.messages += 1;
             self.stats.bytes += len;
+            let kind = &mut self.stats.by_kind[tx.envelope.message.kind().index()];
+            kind.messages += 1;
+            kind.bytes += len;
             let Some(to) = self.index_of(tx.to) else {
                 self.stats.dropped += 1;
                 continue;

@@ -1,7 +1,7 @@
 use std::cell::Cell;
 
 use bytes::Bytes;
-use gossip_core::proto::{Config, Event, Instant, Status};
+use gossip_core::proto::{Config, Event, Instant, MessageKind, Status};
 
 use crate::sim::{Ctx, Faults, Sim, SimConfig};
 
@@ -301,6 +301,9 @@ pub struct LoadReport {
     /// Encoded bytes sent by all nodes during the window, per write (idle
     /// gossip included, as for `msgs_per_write`).
     pub bytes_per_write: f64,
+    /// `msgs_per_write` by message kind (indexed by [`MessageKind::index`]): where
+    /// the traffic goes.
+    pub msgs_per_write_by_kind: [f64; MessageKind::ALL.len()],
     /// Median write latency (write → every node holds it).
     pub latency_ms_p50: f64,
     /// 99th percentile write latency.
@@ -444,6 +447,9 @@ pub fn writes(
         window_ms: ms(sim.now().saturating_since(start)),
         msgs_per_write: per_write(after.messages - before.messages),
         bytes_per_write: per_write(after.bytes - before.bytes),
+        msgs_per_write_by_kind: std::array::from_fn(|k| {
+            per_write(after.by_kind[k].messages - before.by_kind[k].messages)
+        }),
         latency_ms_p50: q(0.5),
         latency_ms_p99: q(0.99),
         latency_ms_max: q(1.0),
