@@ -33,10 +33,23 @@
 //! other protocol timeouts stay as configured, in seconds):
 //! `cargo run --release --example simulate -- --nodes 1000 --seeds 5 --latency-ms 10,50 --interval-ms 200 --json`
 //!
-//! With `--scenario crash|pause|partition|churn|loss|join` it runs a
-//! failure scenario instead and reports detection, false positives, healing
-//! and resurrections (`--seeds K` runs K seeds and reports each):
+//! With `--scenario crash|pause|partition|churn|loss|join|slow|oneway|flap`
+//! it runs a failure scenario instead and reports detection, false
+//! positives, healing and resurrections (`--seeds K` runs K seeds and
+//! reports each). The crash scenario's JSON has `detection_rounds` (until
+//! every live node declared the victim Dead) and `first_suspicion_rounds`
+//! (until the first one suspected it). Three scenarios fault some nodes for
+//! `--duration` rounds (default 100) and report, under `victims`, what the
+//! cluster concluded about each (`dead_verdicts`, `dead_everywhere_rounds`,
+//! `sees_not_live_at_end`), and `recovery_rounds` (from the end of the
+//! fault until everyone sees everyone Live): `slow` (one node handles
+//! every message and timer `--delay-ms D` late, default 500, as under CPU
+//! starvation; then 10 rounds on time), `oneway` (one node's sends are
+//! lost, another's receives; then 60 rounds at most to recover) and `flap`
+//! (the links of n/20 nodes go down for 2 rounds and up for 3; then 20
+//! quiet rounds; every Dead verdict counts as a false positive):
 //! `cargo run --release --example simulate -- --scenario crash --nodes 100 --json`
+//! `cargo run --release --example simulate -- --scenario slow --delay-ms 500 --nodes 100 --seeds 3 --json`
 //! `cargo run --release --example simulate -- --scenario crash --after partition --nodes 50`
 //! `cargo run --release --example simulate -- --scenario partition --nodes 20 --duration 300 --grace-s 60`
 //! `cargo run --release --example simulate -- --scenario join --nodes 100 --loss 0.3 --seeds 50`
@@ -141,15 +154,21 @@ struct Args {
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
-    /// Run a failure scenario: crash, pause, partition, churn, loss or join.
+    /// Run a failure scenario: crash, pause, partition, churn, loss, join,
+    /// slow, oneway or flap.
     #[arg(long)]
     scenario: Option<Kind>,
     /// Scenario length in rounds. loss: steady rounds (default 100); churn:
     /// rounds of churn (100); partition: rounds split (60); join: rounds
-    /// allowed for everyone to know everyone (60). With `--workload writes`:
-    /// seconds of load (default 10).
+    /// allowed for everyone to know everyone (60); slow, oneway, flap:
+    /// rounds the fault lasts (100). With `--workload writes`: seconds of
+    /// load (default 10).
     #[arg(long)]
     duration: Option<f64>,
+    /// Slow scenario: how late the slow node handles every message and
+    /// timer, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    delay_ms: u64,
     /// Crash scenario: what the victim goes through first (partition: its
     /// half is cut off for 40 rounds, healed 10 rounds before the crash;
     /// pause: it stops for 30 rounds, resumed 10 rounds before).
@@ -365,6 +384,7 @@ fn run_scenario(kind: Kind, args: &Args) {
             loss: args.loss,
             duration,
             before: args.after,
+            delay: Duration::from_millis(args.delay_ms),
             full_checks: args.full_checks,
             sim,
         };
@@ -385,10 +405,11 @@ fn run_scenario(kind: Kind, args: &Args) {
         let show = |v: Option<f64>| v.map_or("-".to_owned(), |x| format!("{x:.2}"));
         if !args.json {
             println!(
-                "{} with {} nodes (seed {seed}): join {} rounds, detection {} rounds, recovery {} rounds, heal {} rounds, {} false positives, {} resurrections, converged: {}; {:.0} rounds simulated; trace {:016x}",
+                "{} with {} nodes (seed {seed}): join {} rounds, first suspicion {} rounds, detection {} rounds, recovery {} rounds, heal {} rounds, {} false positives, {} resurrections, converged: {}; {:.0} rounds simulated; trace {:016x}",
                 kind.name(),
                 r.nodes,
                 show(r.join_rounds),
+                show(r.first_suspicion_rounds),
                 show(r.detection_rounds),
                 show(r.recovery_rounds),
                 show(r.heal_rounds),
@@ -398,6 +419,16 @@ fn run_scenario(kind: Kind, args: &Args) {
                 r.rounds,
                 r.trace_hash
             );
+            for v in &r.victims {
+                println!(
+                    "  n{} ({}): {} Dead verdicts about it, Dead everywhere after {} rounds, {} others did not see it Live when the fault ended",
+                    v.node,
+                    v.role,
+                    v.dead_verdicts,
+                    show(v.dead_everywhere_rounds),
+                    v.sees_not_live_at_end
+                );
+            }
         }
         if !r.converged {
             eprintln!(
@@ -430,6 +461,22 @@ fn run_scenario(kind: Kind, args: &Args) {
             .filter(|r| f(r).is_some_and(|x| x <= limit))
             .count()
     };
+    let victims: Vec<_> = reports
+        .iter()
+        .zip(args.seed..)
+        .flat_map(|(r, seed)| {
+            r.victims.iter().map(move |v| {
+                json!({
+                    "seed": seed,
+                    "node": v.node,
+                    "role": v.role,
+                    "dead_verdicts": v.dead_verdicts,
+                    "dead_everywhere_rounds": v.dead_everywhere_rounds,
+                    "sees_not_live_at_end": v.sees_not_live_at_end,
+                })
+            })
+        })
+        .collect();
     if args.json {
         let out = json!({
             "scenario": kind.name(),
@@ -447,10 +494,16 @@ fn run_scenario(kind: Kind, args: &Args) {
             "joined_within_15_rounds": within(|r| r.join_rounds, 15.0),
             "detection_rounds": mean(|r| r.detection_rounds),
             "detection_rounds_max": max(|r| r.detection_rounds),
+            "first_suspicion_rounds": mean(|r| r.first_suspicion_rounds),
+            "first_suspicion_rounds_max": max(|r| r.first_suspicion_rounds),
             "recovery_rounds": mean(|r| r.recovery_rounds),
+            "recovery_rounds_max": max(|r| r.recovery_rounds),
             "heal_rounds": mean(|r| r.heal_rounds),
             "heal_rounds_max": max(|r| r.heal_rounds),
             "false_positives": reports.iter().map(|r| r.false_positives).sum::<usize>(),
+            "false_positives_per_seed": reports.iter().map(|r| r.false_positives).collect::<Vec<_>>(),
+            "victims": victims,
+            "delay_ms": (kind == Kind::Slow).then_some(args.delay_ms),
             "resurrections": reports.iter().map(|r| r.resurrections).sum::<usize>(),
             "violations": reports.iter().map(|r| r.violations.len()).sum::<usize>(),
             "converged": converged == reports.len(),
@@ -462,13 +515,15 @@ fn run_scenario(kind: Kind, args: &Args) {
         println!("{out}");
     } else if reports.len() > 1 {
         println!(
-            "{} over {} seeds: {converged} converged; join mean {:?} (max {:?}, {} within 15 rounds), detection mean {:?}, heal mean {:?}; trace of all seeds {trace:016x}; {wall_ms} ms",
+            "{} over {} seeds: {converged} converged; join mean {:?} (max {:?}, {} within 15 rounds), first suspicion mean {:?}, detection mean {:?}, recovery mean {:?}, heal mean {:?}; trace of all seeds {trace:016x}; {wall_ms} ms",
             kind.name(),
             reports.len(),
             mean(|r| r.join_rounds),
             max(|r| r.join_rounds),
             within(|r| r.join_rounds, 15.0),
+            mean(|r| r.first_suspicion_rounds),
             mean(|r| r.detection_rounds),
+            mean(|r| r.recovery_rounds),
             mean(|r| r.heal_rounds),
         );
     }

@@ -15,6 +15,7 @@ fn run(kind: Kind, nodes: usize, loss: f64, duration: f64, seed: u64) -> Scenari
         loss,
         duration,
         before: Before::Nothing,
+        delay: Duration::ZERO,
         full_checks: true,
         sim,
     };
@@ -42,6 +43,13 @@ fn a_crashed_node_is_declared_dead_by_everyone() {
     let r = run(Kind::Crash, 60, 0.0, 0.0, 3);
     let d = r.detection_rounds.expect("detected");
     assert!(d <= 15.0, "detection took {d} rounds");
+    let first = r
+        .first_suspicion_rounds
+        .expect("suspected before convicted");
+    assert!(
+        0.0 < first && first <= d,
+        "first suspicion {first}, detection {d}"
+    );
 }
 
 #[test]

@@ -8,7 +8,9 @@
 //! so adding a node or a fault to a scenario does not reshuffle every other
 //! node's choices. Faults: loss, latency ranges (and so reordering),
 //! duplication, partitions (a group id per node), crash/restart,
-//! pause/resume.
+//! pause/resume, one-way links ([`Sim::set_links`]: a node that cannot send
+//! or cannot receive) and slow nodes ([`Sim::set_slow`]: every message and
+//! timer handled late, as under CPU starvation).
 //!
 //! ```
 //! use gossip_mem::sim::{Sim, SimConfig};
@@ -136,6 +138,9 @@ pub struct SimNode {
     paused: bool,
     inbox: Vec<Delivery>,
     armed: Option<Instant>,
+    sends: bool,
+    receives: bool,
+    delay: Duration,
 }
 
 impl SimNode {
@@ -152,6 +157,21 @@ impl SimNode {
     /// The running core, if up.
     pub fn node(&self) -> Option<&Node> {
         self.node.as_ref()
+    }
+
+    /// Whether what it sends reaches the network ([`Sim::set_links`]).
+    pub fn can_send(&self) -> bool {
+        self.sends
+    }
+
+    /// Whether what is sent to it arrives ([`Sim::set_links`]).
+    pub fn can_receive(&self) -> bool {
+        self.receives
+    }
+
+    /// How late it handles every message and timer ([`Sim::set_slow`]).
+    pub fn delay(&self) -> Duration {
+        self.delay
     }
 }
 
@@ -181,6 +201,8 @@ struct Delivery {
     /// It carries the value of the write being followed ([`spread::carries`],
     /// decided when it was sent, before any encoding).
     carries: bool,
+    /// Already held back once by a slow receiver ([`Sim::set_slow`]).
+    held: bool,
 }
 
 #[derive(Debug)]
@@ -338,6 +360,9 @@ impl Sim {
             paused: false,
             inbox: Vec::new(),
             armed: None,
+            sends: true,
+            receives: true,
+            delay: Duration::ZERO,
         });
         self.boot(i);
         i
@@ -462,6 +487,31 @@ impl Sim {
         }
     }
 
+    /// Cuts or restores node `i`'s links one way at a time: with `send`
+    /// false what it sends is lost, with `receive` false what is sent to it
+    /// is lost (both false: its links are down), so one-way reachability
+    /// can be tested, which partition groups (symmetric) cannot. What it
+    /// sends is judged when sent (already in flight, it still arrives);
+    /// what it receives when it arrives, as by a partition. Links are a
+    /// property of the slot, like its group: kept across crash and restart.
+    pub fn set_links(&mut self, i: usize, send: bool, receive: bool) {
+        self.nodes[i].sends = send;
+        self.nodes[i].receives = receive;
+    }
+
+    /// Makes node `i` handle every message and timer `delay` late (zero:
+    /// on time again), as a node starved of CPU would: it still answers,
+    /// late, and its own clock reads the late time, so what it measures
+    /// (heartbeat arrivals) is late by `delay` too. A message is held once,
+    /// by the delay in force when it arrives; a timer is armed `delay`
+    /// after it is due. Kept across crash and restart, like the group.
+    pub fn set_slow(&mut self, i: usize, delay: Duration) {
+        self.nodes[i].delay = delay;
+        // The pending timer moves with the new delay (the old one is
+        // ignored when it fires: `armed` no longer matches it).
+        self.arm(i);
+    }
+
     /// Replaces the fault model from now on.
     pub fn set_faults(&mut self, faults: Faults) {
         self.config.faults = faults;
@@ -480,7 +530,11 @@ impl Sim {
         let Some(node) = self.nodes[i].node.as_ref() else {
             return;
         };
-        let at = node.poll_timeout().max(self.now);
+        // A slow node handles each timer `delay` after it is due, not
+        // `delay` after the last thing it did: measured from `now`, every
+        // message it handles would push its timer back again, and a node
+        // hearing from peers more often than every `delay` would never tick.
+        let at = (node.poll_timeout() + self.nodes[i].delay).max(self.now);
         if self.nodes[i].armed != Some(at) {
             self.nodes[i].armed = Some(at);
             self.schedule(at, Action::Timer { node: i, at });
@@ -512,6 +566,10 @@ impl Sim {
                 self.stats.dropped += 1;
                 continue;
             };
+            if !self.nodes[i].sends {
+                self.stats.dropped += 1;
+                continue;
+            }
             let f = &self.config.faults;
             let (loss, dup, reorder, (lo, hi), extra) =
                 (f.loss, f.duplicate, f.reorder, f.latency, f.reorder_delay);
@@ -558,6 +616,7 @@ impl Sim {
                     from,
                     payload,
                     carries,
+                    held: false,
                 };
                 self.schedule(now + delay, Action::Deliver { to, delivery });
             }
@@ -593,6 +652,7 @@ impl Sim {
             from,
             payload,
             carries,
+            ..
         } = delivery;
         let Some(node) = self.nodes[to].node.as_mut() else {
             self.stats.dropped += 1;
@@ -645,11 +705,19 @@ impl Sim {
                 }
                 self.flush(node, on_event);
             }
-            Action::Deliver { to, delivery } => {
+            Action::Deliver { to, mut delivery } => {
                 let from = delivery.from;
                 let from_idx = self.index_of(from).unwrap_or(usize::MAX);
-                if from_idx != usize::MAX && self.nodes[from_idx].group != self.nodes[to].group {
+                let cut =
+                    from_idx != usize::MAX && self.nodes[from_idx].group != self.nodes[to].group;
+                if cut || !self.nodes[to].receives {
                     self.stats.dropped += 1;
+                    return true;
+                }
+                let delay = self.nodes[to].delay;
+                if !delivery.held && !delay.is_zero() {
+                    delivery.held = true;
+                    self.schedule(s.at + delay, Action::Deliver { to, delivery });
                     return true;
                 }
                 self.hash(s.at.as_micros() ^ ((to as u64) << 40) ^ ((from_idx as u64) << 20) ^ 2);

@@ -1,7 +1,8 @@
 //! No node is declared Dead while it runs, is not paused, and is reachable
-//! from the node that convicts it (same partition group). Under loss up to
-//! 20% with default settings this must never happen; counted, not fatal, so
-//! scenarios can report `false_positives`.
+//! from the node that convicts it (same partition group, links of both
+//! working both ways; a slow node counts as reachable: it still answers).
+//! Under loss up to 20% with default settings this must never happen;
+//! counted, not fatal, so scenarios can report `false_positives`.
 
 use gossip_core::proto::{Event, Status};
 
@@ -32,7 +33,14 @@ impl FalseDead {
         let target = crate::sim::node_index(&id.name).filter(|&t| t < ctx.slots.len())?;
         let slot = &ctx.slots[target];
         let healthy = slot.is_up() && !slot.is_paused() && slot.generation == id.generation;
-        let reachable = slot.group == ctx.slots[ctx.node].group;
+        let judge = &ctx.slots[ctx.node];
+        // Links cut one way (either node's) make the two unreachable from
+        // each other, as a partition does.
+        let reachable = slot.group == judge.group
+            && slot.can_send()
+            && slot.can_receive()
+            && judge.can_send()
+            && judge.can_receive();
         if healthy && reachable {
             self.count += 1;
             return Some((
@@ -41,5 +49,73 @@ impl FalseDead {
             ));
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{Sim, SimConfig};
+    use gossip_core::proto::{Instant, NodeId, StatusReason};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Feeds "`judge` declared `target` (generation 1) Dead" to `f`.
+    fn convict(sim: &Sim, judge: usize, target: usize, f: &mut FalseDead) -> Option<String> {
+        let ctx = Ctx {
+            now: Instant::ZERO,
+            node: judge,
+            slots: &sim.nodes,
+        };
+        let dead = Event::MemberStatus {
+            id: Arc::new(NodeId::new(
+                format!("n{target}"),
+                crate::sim::sim_addr(target),
+                1,
+            )),
+            from: Status::Suspect,
+            to: Status::Dead,
+            reason: StatusReason::Silent {
+                silent_for: Duration::from_secs(10),
+                phi: 20.0,
+            },
+        };
+        f.on_event(&ctx, &dead).map(|(_, what)| what)
+    }
+
+    fn pair() -> Sim {
+        let mut sim = Sim::new(SimConfig::default());
+        sim.add_node(&[]);
+        sim.add_node(&[0]);
+        sim
+    }
+
+    #[test]
+    fn a_healthy_reachable_node_declared_dead_is_counted() {
+        let mut sim = pair();
+        // Slow is still reachable: it answers, late.
+        sim.set_slow(1, Duration::from_millis(500));
+        let mut f = FalseDead::default();
+        let found = convict(&sim, 0, 1, &mut f);
+        assert!(found.is_some_and(|w| w.contains("n0 declared running n1 dead")));
+        assert_eq!(f.count, 1);
+    }
+
+    #[test]
+    fn a_node_cut_off_one_way_may_be_declared_dead() {
+        let mut f = FalseDead::default();
+        for (node, send, receive) in [(1, false, true), (1, true, false), (0, false, true)] {
+            let mut sim = pair();
+            sim.set_links(node, send, receive);
+            assert_eq!(
+                convict(&sim, 0, 1, &mut f),
+                None,
+                "n{node} {send} {receive}"
+            );
+        }
+        let mut sim = pair();
+        sim.crash(1);
+        assert_eq!(convict(&sim, 0, 1, &mut f), None, "crashed");
+        assert_eq!(f.count, 0);
     }
 }
