@@ -137,6 +137,11 @@ struct Args {
     /// leaves the periodic exchange alone. Every mode and scenario.
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     eager: OnOff,
+    /// Failure detection by probes (`Config::probe`): `on` (the default)
+    /// or `off`, which leaves the heartbeat (phi) detector alone. Every
+    /// mode and scenario.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    probe: OnOff,
     /// What the converged cluster does: `rumor` (one write) or `writes`
     /// (steady load: `--rate`, `--duration`). Ignored with `--scenario`.
     #[arg(long, value_enum, default_value_t = Workload::Rumor)]
@@ -203,6 +208,7 @@ fn sim_config(args: &Args, seed: u64, loss: f64) -> SimConfig {
     config.faults.latency = (args.latency_ms.0, args.latency_ms.1);
     config.proto.gossip_interval = Duration::from_millis(args.interval_ms);
     config.proto.eager = args.eager == OnOff::On;
+    config.proto.probe = args.probe == OnOff::On;
     config
 }
 
@@ -329,6 +335,7 @@ fn main() {
             "latency_ms": [ms(args.latency_ms.0), ms(args.latency_ms.1)],
             "interval_ms": args.interval_ms,
             "eager": args.eager == OnOff::On,
+            "probe": args.probe == OnOff::On,
             "warmup_writes": args.warmup_writes,
             "per_seed": per_seed,
             "msgs_per_node_per_round": mean(|r| r.msgs_per_node_per_round),
@@ -496,6 +503,7 @@ fn run_scenario(kind: Kind, args: &Args) {
             "detection_rounds_max": max(|r| r.detection_rounds),
             "first_suspicion_rounds": mean(|r| r.first_suspicion_rounds),
             "first_suspicion_rounds_max": max(|r| r.first_suspicion_rounds),
+            "detection_bytes_per_node_per_round": mean(|r| r.detection_bytes_per_node_per_round),
             "recovery_rounds": mean(|r| r.recovery_rounds),
             "recovery_rounds_max": max(|r| r.recovery_rounds),
             "heal_rounds": mean(|r| r.heal_rounds),
@@ -625,6 +633,7 @@ fn run_writes(args: &Args) {
             "latency_ms": [ms(args.latency_ms.0), ms(args.latency_ms.1)],
             "interval_ms": args.interval_ms,
             "eager": args.eager == OnOff::On,
+            "probe": args.probe == OnOff::On,
             "converged": converged,
             "join_rounds": mean(|r| r.join_rounds),
             "writes": reports.iter().map(|r| r.writes).sum::<usize>(),

@@ -69,6 +69,28 @@ pub struct Config {
     /// How long a peer stays Suspect (phi above threshold throughout) before
     /// it is declared Dead.
     pub suspect_timeout: Duration,
+    /// Detect failures by probing (SWIM with Lifeguard's refinements, see
+    /// [`detection`](crate::proto::detection)): one random peer per
+    /// `gossip_interval`. The heartbeat (phi) detector keeps running beside
+    /// it as a backstop; off, it is the only detector.
+    pub probe: bool,
+    /// How long a probe waits for a direct answer before it tries again and
+    /// through `indirect_probes` other peers; the probe fails if nobody
+    /// answered by the end of the interval. A few round trips.
+    pub probe_timeout: Duration,
+    /// Peers asked to probe a target that did not answer directly.
+    pub indirect_probes: usize,
+    /// Peers each liveness claim (suspicion, conviction, refutation) new to
+    /// a node is flooded to, besides riding on later probes.
+    pub rumor_fanout: usize,
+    /// Shortest suspicion before an accuser convicts, in `log10(members)`
+    /// intervals (at least one interval).
+    pub suspicion_mult: f64,
+    /// Longest suspicion, as a multiple of the shortest: a suspicion starts
+    /// there and falls to the shortest as independent accusers confirm it.
+    pub suspicion_max_mult: f64,
+    /// Independent accusers after which a suspicion lasts the shortest.
+    pub suspicion_confirmations: usize,
     /// If this node itself saw no timer and no message for longer than
     /// this, it was stalled (GC pause, CPU starvation, suspended VM); on
     /// waking it gives every peer a fresh start instead of convicting it.
@@ -149,6 +171,13 @@ impl Default for Config {
             acceptable_pause: Duration::from_secs(2),
             phi_smoothing: 0.1,
             suspect_timeout: Duration::from_secs(3),
+            probe: true,
+            probe_timeout: Duration::from_millis(200),
+            indirect_probes: 3,
+            rumor_fanout: 4,
+            suspicion_mult: 1.0,
+            suspicion_max_mult: 2.0,
+            suspicion_confirmations: 3,
             stall_threshold: Duration::from_secs(5),
             grace_period: Duration::from_secs(3600),
             join_retry_min: Duration::from_secs(1),
@@ -213,6 +242,15 @@ impl Config {
         }
         if self.eager_batch >= self.gossip_interval || self.lazy_batch >= self.gossip_interval {
             return bad("eager_batch and lazy_batch must be shorter than gossip_interval");
+        }
+        if self.probe && (self.probe_timeout.is_zero() || self.probe_timeout > self.gossip_interval / 2)
+        {
+            return bad("probe_timeout must be positive and at most half of gossip_interval");
+        }
+        if !(self.suspicion_mult > 0.0 && self.suspicion_mult <= 100.0)
+            || !(1.0..=100.0).contains(&self.suspicion_max_mult)
+        {
+            return bad("suspicion_mult must be in (0, 100], suspicion_max_mult in [1, 100]");
         }
         if self.max_nodes < 2
             || self.max_keys_per_node == 0

@@ -13,7 +13,8 @@ use crate::proto::id::Id;
 pub enum Status {
     /// Heartbeats arrive as expected.
     Live,
-    /// Heartbeats are overdue (phi above the threshold).
+    /// Heartbeats are overdue (phi above the threshold), or probes went
+    /// unanswered.
     Suspect,
     /// Suspected for longer than the suspect timeout; not gossiped to
     /// (except, rarely, to find out whether it came back).
@@ -36,6 +37,12 @@ pub enum StatusReason {
     },
     /// The member announced that it is leaving.
     Announced,
+    /// Probes of the member went unanswered, direct and indirect (by
+    /// `accusers` nodes so far, this one's own probe or others' rumors).
+    Unanswered {
+        /// Independent accusers known.
+        accusers: u32,
+    },
 }
 
 /// An output of the core; drain with [`Node::poll_event`](crate::proto::Node::poll_event).

@@ -60,6 +60,34 @@ pub struct NodeDelta {
     pub updates: Vec<KeyUpdate>,
 }
 
+/// What a [`Rumor`] says about its member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RumorKind {
+    /// A probe of the member went unanswered, direct and indirect.
+    Suspect,
+    /// The accuser's suspicion timed out unrefuted: the member is dead.
+    Dead,
+    /// The member itself refutes a suspicion: it lives, with this heartbeat.
+    Alive,
+}
+
+/// A claim about a member's liveness, spread by flooding and piggybacked
+/// on probes (see [`detection`](crate::proto::detection)).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Rumor {
+    /// The member the claim is about.
+    pub id: Id,
+    /// Suspect and Dead: the heartbeat of the member the accuser held
+    /// (refuted by any heartbeat well above it). Alive: the member's own
+    /// heartbeat after refuting.
+    pub heartbeat: u64,
+    /// What is claimed.
+    pub kind: RumorKind,
+    /// Name of the node that made the claim (the accuser; for Alive, the
+    /// member itself). Independent accusers shorten a suspicion.
+    pub by: String,
+}
+
 /// A gossip message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
@@ -111,6 +139,35 @@ pub enum Message {
     },
     /// The sender got a push it already held: push to it lazily from now on.
     Prune,
+    /// A probe: answer with a `PingAck` of the same `seq`.
+    Ping {
+        /// Chosen by the prober; echoed in the answer.
+        seq: u64,
+        /// Piggybacked liveness claims.
+        rumors: Vec<Rumor>,
+    },
+    /// Asks the receiver to probe `target` and relay its answer, because
+    /// the sender's own probe went unanswered (SWIM's indirect probe).
+    PingReq {
+        /// Echo this in the relayed `PingAck`.
+        seq: u64,
+        /// Whom to probe.
+        target: Id,
+        /// Piggybacked liveness claims.
+        rumors: Vec<Rumor>,
+    },
+    /// Answers a `Ping` (or relays the answer of a `PingReq`'s target).
+    PingAck {
+        /// The `seq` of the probe answered.
+        seq: u64,
+        /// Piggybacked liveness claims.
+        rumors: Vec<Rumor>,
+    },
+    /// Liveness claims new to the sender, flooded the moment it learned them.
+    Rumors {
+        /// The claims.
+        rumors: Vec<Rumor>,
+    },
 }
 
 /// Which message a [`Message`] is, without its contents: for counting
@@ -131,11 +188,19 @@ pub enum MessageKind {
     Graft,
     /// [`Message::Prune`].
     Prune,
+    /// [`Message::Ping`].
+    Ping,
+    /// [`Message::PingReq`].
+    PingReq,
+    /// [`Message::PingAck`].
+    PingAck,
+    /// [`Message::Rumors`].
+    Rumors,
 }
 
 impl MessageKind {
     /// Every kind, in declaration order (`ALL[k.index()] == k`).
-    pub const ALL: [MessageKind; 7] = [
+    pub const ALL: [MessageKind; 11] = [
         MessageKind::Syn,
         MessageKind::SynAck,
         MessageKind::Ack,
@@ -143,6 +208,10 @@ impl MessageKind {
         MessageKind::IHave,
         MessageKind::Graft,
         MessageKind::Prune,
+        MessageKind::Ping,
+        MessageKind::PingReq,
+        MessageKind::PingAck,
+        MessageKind::Rumors,
     ];
 
     /// Position in [`ALL`](Self::ALL): an index for per-kind tables.
@@ -160,7 +229,20 @@ impl MessageKind {
             MessageKind::IHave => "ihave",
             MessageKind::Graft => "graft",
             MessageKind::Prune => "prune",
+            MessageKind::Ping => "ping",
+            MessageKind::PingReq => "pingreq",
+            MessageKind::PingAck => "pingack",
+            MessageKind::Rumors => "rumors",
         }
+    }
+
+    /// Whether this kind serves failure detection (probes and liveness
+    /// claims) rather than dissemination.
+    pub fn is_detection(self) -> bool {
+        matches!(
+            self,
+            MessageKind::Ping | MessageKind::PingReq | MessageKind::PingAck | MessageKind::Rumors
+        )
     }
 }
 
@@ -175,6 +257,10 @@ impl Message {
             Message::IHave { .. } => MessageKind::IHave,
             Message::Graft { .. } => MessageKind::Graft,
             Message::Prune => MessageKind::Prune,
+            Message::Ping { .. } => MessageKind::Ping,
+            Message::PingReq { .. } => MessageKind::PingReq,
+            Message::PingAck { .. } => MessageKind::PingAck,
+            Message::Rumors { .. } => MessageKind::Rumors,
         }
     }
 }
@@ -276,6 +362,14 @@ pub(crate) mod size {
         1 + varint(deltas as u64) + delta_bytes
     }
 
+    pub fn rumor(r: &Rumor) -> usize {
+        node_id(&r.id) + varint(r.heartbeat) + 1 + bytes(r.by.len())
+    }
+
+    pub fn rumors(rs: &[Rumor]) -> usize {
+        varint(rs.len() as u64) + rs.iter().map(rumor).sum::<usize>()
+    }
+
     pub fn message(m: &Message) -> usize {
         match m {
             Message::Syn {
@@ -308,6 +402,15 @@ pub(crate) mod size {
                 entries(digest.len(), digest.iter().map(digest_entry).sum())
             }
             Message::Prune => 1,
+            Message::Ping { seq, rumors: rs } | Message::PingAck { seq, rumors: rs } => {
+                1 + varint(*seq) + rumors(rs)
+            }
+            Message::PingReq {
+                seq,
+                target,
+                rumors: rs,
+            } => 1 + varint(*seq) + node_id(target) + rumors(rs),
+            Message::Rumors { rumors: rs } => 1 + rumors(rs),
         }
     }
 }
@@ -328,6 +431,14 @@ impl Envelope {
                     digest.iter().all(|e| ok(&e.id))
                 }
                 Message::Prune => true,
+                Message::Ping { rumors, .. }
+                | Message::PingAck { rumors, .. }
+                | Message::Rumors { rumors } => {
+                    rumors.iter().all(|r| ok(&r.id) && r.by.len() <= max)
+                }
+                Message::PingReq { target, rumors, .. } => {
+                    ok(target) && rumors.iter().all(|r| ok(&r.id) && r.by.len() <= max)
+                }
             }
     }
 

@@ -7,6 +7,7 @@
 mod budget;
 pub mod codec;
 pub mod config;
+pub mod detection;
 pub mod eager;
 pub mod error;
 pub mod event;
@@ -28,7 +29,9 @@ pub use config::Config;
 pub use error::{ConfigError, RefuseReason, WriteError};
 pub use event::{Event, Status, StatusReason};
 pub use id::{Id, NodeId};
-pub use message::{DigestEntry, Envelope, KeyUpdate, Message, MessageKind, NodeDelta};
+pub use message::{
+    DigestEntry, Envelope, KeyUpdate, Message, MessageKind, NodeDelta, Rumor, RumorKind,
+};
 pub use metrics::{Gauges, Metrics, Refused};
 pub use node::{MemberInfo, Node, Transmit};
 pub use time::Instant;

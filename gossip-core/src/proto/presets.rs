@@ -27,12 +27,15 @@ impl Config {
     ///   suspected after about 2.5–3 s.
     /// - `suspect_timeout` 2 s: dead after about 5 s, close to Akka's default
     ///   (~5.5 s) and well under Cassandra's (~18 s).
+    /// - `probe_timeout` 100 ms: a probe retries, directly and through
+    ///   three peers, after 100 ms without an answer.
     /// - `stall_threshold` 3 s: six missed rounds of our own means we were
     ///   stalled, not the peers.
     /// - Joins retry every 500 ms while alone.
     pub fn lan() -> Self {
         Config {
             gossip_interval: Duration::from_millis(500),
+            probe_timeout: Duration::from_millis(100),
             interval_jitter: 0.1,
             fanout: 3,
             min_std_dev: Duration::from_millis(250),
@@ -58,12 +61,14 @@ impl Config {
     ///   declared dead.
     /// - `unreachable_probability` and `seed_probability` 0.2: partitions are
     ///   more likely than on a LAN, so probe the other side more often.
+    /// - `probe_timeout` 600 ms: two round trips of the slowest links.
     /// - `stall_threshold` 12 s and joins retrying every 2 s while alone.
     /// - Eager push waits 500 ms for an announced update before asking for
     ///   it, and batches pushes within 20 ms, announcements within 200 ms.
     pub fn wan() -> Self {
         Config {
             gossip_interval: Duration::from_secs(2),
+            probe_timeout: Duration::from_millis(600),
             interval_jitter: 0.1,
             fanout: 3,
             unreachable_probability: 0.2,
@@ -94,6 +99,9 @@ impl Config {
     ///   of milliseconds, which must not look like a crash; a crash is
     ///   suspected after about 1 s (10 rounds).
     /// - `suspect_timeout` 500 ms: dead about 1.5 s after the crash.
+    /// - `probe_timeout` 50 ms and `suspicion_mult` 3: probes must survive
+    ///   the same scheduling delays; with 64 nodes an accuser convicts 0.5
+    ///   to 1 s after its probe failed.
     /// - `stall_threshold` 500 ms: a node whose own timer ran five rounds
     ///   late was starved of CPU; it must not convict its peers on waking.
     /// - `grace_period` 60 s: dead and left nodes are still listed for the
@@ -105,6 +113,8 @@ impl Config {
     pub fn local() -> Self {
         Config {
             gossip_interval: Duration::from_millis(100),
+            probe_timeout: Duration::from_millis(50),
+            suspicion_mult: 3.0,
             interval_jitter: 0.1,
             fanout: 3,
             min_std_dev: Duration::from_millis(100),

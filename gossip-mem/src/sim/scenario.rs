@@ -583,6 +583,10 @@ pub struct ScenarioReport {
     /// Suspect (or Dead) verdict about it, the figure SWIM bounds by
     /// e/(e−1) periods; `None` if nobody suspected it within 60 rounds.
     pub first_suspicion_rounds: Option<f64>,
+    /// Crash: bytes of failure-detection messages (probes, their answers,
+    /// suspicions, convictions, refutations: [`MessageKind::is_detection`])
+    /// sent per running node per round, from the crash to the end of the run.
+    pub detection_bytes_per_node_per_round: Option<f64>,
     /// Pause: rounds from the resume until every node sees it Live again.
     /// Slow, oneway, flap: rounds from the end of the fault until the
     /// cluster converged (every node sees every other Live).
@@ -752,6 +756,7 @@ impl Run {
             join_rounds: None,
             detection_rounds: None,
             first_suspicion_rounds: None,
+            detection_bytes_per_node_per_round: None,
             recovery_rounds: None,
             heal_rounds: None,
             false_positives: self.checker.false_dead.count,
@@ -942,8 +947,19 @@ fn under_fault(
     }
 }
 
+/// Bytes of failure-detection messages sent so far.
+fn detection_bytes(sim: &Sim) -> u64 {
+    let stats = sim.stats();
+    MessageKind::ALL
+        .iter()
+        .filter(|k| k.is_detection())
+        .map(|k| stats.by_kind[k.index()].bytes)
+        .sum()
+}
+
 /// Runs one failure scenario. Returns `None` if the cluster did not even
 /// form (membership did not converge within 200 rounds).
+
 pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
     if kind == Kind::Join {
         return Some(join(cfg));
@@ -977,6 +993,7 @@ pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
                 }
             }
             let t0 = run.sim.now();
+            let before = detection_bytes(&run.sim);
             let verdicts = RefCell::new(Verdicts::new(&run.sim, &[(victim, "crashed")]));
             run.sim.crash(victim);
             let mut watch = |ctx: &Ctx<'_>, e: &Event| verdicts.borrow_mut().on_event(ctx, e);
@@ -989,9 +1006,13 @@ pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
             let first_suspicion = v.rounds(&run.sim, v.watched[0].first_suspicion);
             // A few more rounds: nobody else may be convicted meanwhile.
             run.run(5.0, full, &mut |_, _| {});
+            let spent = detection_bytes(&run.sim) - before;
+            let rounds = run.sim.rounds_since(t0);
+            let detection_bytes = spent as f64 / ((n - 1) as f64 * rounds);
             let mut r = run.report(kind, n, detected);
             r.detection_rounds = detection;
             r.first_suspicion_rounds = first_suspicion;
+            r.detection_bytes_per_node_per_round = Some(detection_bytes);
             Some(r)
         }
         Kind::Pause => {
@@ -1152,6 +1173,7 @@ fn join(cfg: &ScenarioConfig) -> ScenarioReport {
         join_rounds: joined.then(|| sim.rounds()),
         detection_rounds: None,
         first_suspicion_rounds: None,
+        detection_bytes_per_node_per_round: None,
         recovery_rounds: None,
         heal_rounds: None,
         false_positives: 0,

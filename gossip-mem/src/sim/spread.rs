@@ -46,9 +46,14 @@ pub fn carries(message: &Message, write: &Write) -> bool {
         })
     };
     match message {
-        Message::Syn { .. } | Message::IHave { .. } | Message::Graft { .. } | Message::Prune => {
-            false
-        }
+        Message::Syn { .. }
+        | Message::IHave { .. }
+        | Message::Graft { .. }
+        | Message::Prune
+        | Message::Ping { .. }
+        | Message::PingReq { .. }
+        | Message::PingAck { .. }
+        | Message::Rumors { .. } => false,
         Message::SynAck { delta, .. } | Message::Ack { delta } | Message::Push { delta } => {
             in_deltas(delta)
         }

@@ -800,7 +800,13 @@ impl Node {
     }
 
     /// The Suspect or Dead member in slot `i` heartbeats again.
+    /// Not while the probing part holds a suspicion or conviction that
+    /// the heartbeat does not refute.
     pub(super) fn revive(&mut self, i: usize) {
+        let (id, m) = self.members.at(i);
+        if !self.detection.allows_revival(id, m.heartbeat) {
+            return;
+        }
         let from = self.members.set_status_at(i, Status::Live);
         self.emit(Event::MemberStatus {
             id: self.members.at(i).0.clone(),

@@ -13,6 +13,7 @@ use rand::{Rng, RngExt, SeedableRng};
 use crate::proto::budget::Budget;
 use crate::proto::codec::{self, cluster_id};
 use crate::proto::config::Config;
+use crate::proto::detection::{self, Detection};
 use crate::proto::eager::Eager;
 use crate::proto::error::{ConfigError, RefuseReason, WriteError};
 use crate::proto::event::{Event, Status, StatusReason};
@@ -29,6 +30,7 @@ use crate::proto::time::Instant;
 
 mod exchange;
 mod own;
+mod probe;
 mod push;
 mod rejoin;
 mod sweep;
@@ -148,6 +150,7 @@ pub struct Node {
     rejoin: rejoin::Rejoin,
     refutation: refute::Refutation,
     eager: Eager,
+    detection: Detection,
     seeds: Vec<SocketAddr>,
     hot: VecDeque<Hot>,
     behind: Vec<Id>,
@@ -201,6 +204,23 @@ impl Node {
         let members = Members::new(me.clone(), own, (rng.next_u64(), rng.next_u64()));
         let seeds = seeds.into_iter().filter(|s| *s != me.addr).collect();
         let join_retry_min = config.join_retry_min;
+        let detection = Detection::new(
+            detection::Params {
+                period: config.gossip_interval,
+                timeout: config.probe_timeout,
+                indirect: config.indirect_probes,
+                flood: config.rumor_fanout,
+                suspicion_mult: config.suspicion_mult,
+                suspicion_max_mult: config.suspicion_max_mult,
+                confirmations: config.suspicion_confirmations,
+            },
+            me.clone(),
+            // A random phase, so that probes of nodes started together do
+            // not go out in lockstep.
+            now + config
+                .gossip_interval
+                .mul_f64(rng.random_range(0.0..1.0)),
+        );
         Ok(Node {
             cluster: cluster_id(&config.cluster),
             config,
@@ -214,6 +234,7 @@ impl Node {
             },
             refutation: refute::Refutation::default(),
             eager: Eager::default(),
+            detection,
             seeds,
             hot: VecDeque::new(),
             behind: Vec::new(),
@@ -336,9 +357,14 @@ impl Node {
 
     /// When to call [`handle_timeout`](Node::handle_timeout) next.
     pub fn poll_timeout(&self) -> Instant {
-        self.eager
+        let mut t = self
+            .eager
             .deadline()
-            .map_or(self.next_tick, |d| d.min(self.next_tick))
+            .map_or(self.next_tick, |d| d.min(self.next_tick));
+        if self.config.probe {
+            t = t.min(self.detection.deadline(self.members.len()));
+        }
+        t
     }
 
     // ----- commands ------------------------------------------------------
@@ -551,6 +577,7 @@ impl Node {
         self.eager.set_source(Some(sender.addr));
         self.check_sender(&sender);
         self.hear_from(now, &sender);
+        self.detection.contact(&sender);
         match envelope.message {
             Message::Syn {
                 digest,
@@ -575,6 +602,10 @@ impl Node {
             Message::IHave { have } => self.on_ihave(now, &sender, have),
             Message::Graft { want } => self.on_graft(&sender, want),
             Message::Prune => self.eager.remove_peer(&sender.name),
+            m @ (Message::Ping { .. }
+            | Message::PingReq { .. }
+            | Message::PingAck { .. }
+            | Message::Rumors { .. }) => self.on_detection(now, from, &sender, m),
         }
         self.eager.set_source(None);
         self.push_news(now);
@@ -586,6 +617,7 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.graft_overdue(now);
         self.push_news(now);
+        self.probe_tick(now);
         if now < self.next_tick {
             return;
         }

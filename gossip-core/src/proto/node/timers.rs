@@ -16,6 +16,7 @@ impl Node {
             for (_, m) in self.members.iter_mut() {
                 m.detector.restart_clock(now);
             }
+            self.detection.stalled(now);
         }
         self.last_activity = now;
     }
@@ -112,6 +113,7 @@ impl Node {
         }
         for (id, heartbeat) in forget {
             self.members.remove(&id.name);
+            self.detection.forget(&id.name);
             self.rejoin
                 .forgotten
                 .insert(&id, heartbeat, self.config.max_nodes);

@@ -1,0 +1,679 @@
+//! Failure detection by probing: SWIM (Das et al. 2002) with Lifeguard's
+//! refinements (Dadgar et al. 2017), on our heartbeat counter as the
+//! incarnation.
+//!
+//! - Every `period` a node probes one random live peer with a `Ping`. If no
+//!   `PingAck` comes within the probe timeout it pings again and asks
+//!   `indirect` other peers to probe on its behalf (`PingReq`); a probe
+//!   answered by nobody before the period ends makes the target Suspect.
+//! - A suspicion is a [`Rumor`]: flooded at once to a few peers by everyone
+//!   who learns it (and to the suspect itself), and piggybacked on later
+//!   probes to repair what the flood lost.
+//! - The suspect refutes by advancing its heartbeat by [`REFUTE_STRIDE`] and
+//!   spreading an Alive rumor; every node that sees its heartbeat that far
+//!   above the suspicion's (by the rumor, or by ordinary gossip) revives it.
+//!   A stride, not a step: heartbeats relayed through digests lag the
+//!   owner's by a few rounds, so a lagging view catching up must not be
+//!   mistaken for a refutation of a node that crashed.
+//! - Only accusers convict: a node whose own probe failed declares the
+//!   suspect Dead when its suspicion times out unrefuted, and floods that.
+//!   A node that only heard the suspicion probes the suspect itself once
+//!   the longest timeout passed, so a lost Dead rumor or a crashed accuser
+//!   leaves nobody suspecting forever.
+//! - Lifeguard's suspicion timeout: it starts at `max` and falls towards
+//!   `min` (a multiple of log₁₀ n periods) as independent accusers confirm
+//!   it; and local health: a node whose own probes fail, or which is
+//!   itself suspected, is probably the slow one, so it waits longer for
+//!   answers before it suspects anyone.
+//!
+//! This file holds the part's state and decisions; `node/probe.rs` wires it
+//! to the node (membership, statuses, heartbeats, sending).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::proto::event::Status;
+use crate::proto::id::Id;
+use crate::proto::message::{Message, Rumor, RumorKind};
+use crate::proto::time::Instant;
+
+#[cfg(test)]
+mod tests;
+
+/// How far a refuting node moves its heartbeat above the suspicion's.
+pub const REFUTE_STRIDE: u64 = 1024;
+/// A heartbeat this far above a suspicion's refutes it: far more than the
+/// rounds a relayed heartbeat can lag the owner's, far less than the stride.
+pub(crate) const REFUTE_MARGIN: u64 = REFUTE_STRIDE / 2;
+/// Most rumors piggybacked on one probe message.
+const PIGGYBACK: usize = 6;
+/// Most rumors waiting to be piggybacked (older ones give way).
+const MAX_QUEUED: usize = 64;
+/// Rumors remembered as seen, so each is flooded once.
+const MAX_SEEN: usize = 4096;
+/// Most suspicions and convictions tracked at once.
+const MAX_TRACKED: usize = 4096;
+/// Most probes relayed for others at once.
+const MAX_RELAYS: usize = 64;
+/// Highest local-health score (timeouts stretch up to `1 + MAX_HEALTH`-fold).
+pub(crate) const MAX_HEALTH: u32 = 8;
+
+/// Settings the part reads from [`Config`](crate::proto::Config).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Params {
+    /// One probe per period.
+    pub period: Duration,
+    /// Wait for a direct answer before probing indirectly.
+    pub timeout: Duration,
+    /// Peers asked to probe indirectly.
+    pub indirect: usize,
+    /// Peers each new rumor is flooded to.
+    pub flood: usize,
+    /// Shortest suspicion, in log₁₀(n) periods (at least one period).
+    pub suspicion_mult: f64,
+    /// Longest suspicion, as a multiple of the shortest.
+    pub suspicion_max_mult: f64,
+    /// Independent accusers after which a suspicion lasts the shortest.
+    pub confirmations: usize,
+}
+
+impl Params {
+    /// The shortest and longest suspicion in a cluster of `members`.
+    pub fn suspicion_bounds(&self, members: usize) -> (Duration, Duration) {
+        let rounds = (self.suspicion_mult * (members.max(1) as f64).log10()).clamp(1.0, 1e3);
+        let min = self.period.mul_f64(rounds);
+        (min, min.mul_f64(self.suspicion_max_mult.clamp(1.0, 1e3)))
+    }
+
+    /// How long a suspicion with `accusers` independent accusers lasts
+    /// (Lifeguard: `max − (max − min)·ln(C + 1)/ln(K + 1)`, C the
+    /// confirmations beyond the first, floored at `min`).
+    pub fn suspicion_timeout(&self, members: usize, accusers: usize) -> Duration {
+        let (min, max) = self.suspicion_bounds(members);
+        let c = accusers.saturating_sub(1) as f64;
+        let k = self.confirmations.max(1) as f64;
+        let share = ((c + 1.0).ln() / (k + 1.0).ln()).clamp(0.0, 1.0);
+        max.saturating_sub((max - min).mul_f64(share)).max(min)
+    }
+}
+
+/// What the part asks the node to do; drained with [`Detection::take`].
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Out {
+    /// Send this message.
+    Send(SocketAddr, Message),
+    /// The member is suspected (by `accusers` nodes so far): Suspect if Live.
+    Suspect { id: Id, accusers: u32 },
+    /// The member is convicted: Dead unless it left.
+    Dead { id: Id, accusers: u32 },
+    /// The member refuted a suspicion with this heartbeat: adopt it, Live.
+    Alive { id: Id, heartbeat: u64 },
+    /// A peer suspects this node at this heartbeat: move above it by
+    /// [`REFUTE_STRIDE`] and call [`Detection::refuted`].
+    Refute { above: u64 },
+}
+
+/// What the node holds of a member a rumor is about.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Held {
+    pub id: Id,
+    pub heartbeat: u64,
+    pub status: Status,
+}
+
+/// The probe of this period.
+#[derive(Clone, Debug, PartialEq)]
+struct Probe {
+    target: Id,
+    seq: u64,
+    /// When to try again and indirectly, if still unanswered.
+    retry: Option<Instant>,
+    acked: bool,
+}
+
+/// A probe this node makes for another's `PingReq`.
+#[derive(Clone, Debug, PartialEq)]
+struct Relay {
+    seq: u64,
+    requester: SocketAddr,
+    their_seq: u64,
+    until: Instant,
+}
+
+/// A member suspected here.
+#[derive(Clone, Debug, PartialEq)]
+struct Suspicion {
+    id: Id,
+    /// The highest heartbeat of it that accusers (and this node) held.
+    stamp: u64,
+    since: Instant,
+    /// Names of independent accusers, up to `confirmations + 1`.
+    accusers: Vec<String>,
+    /// Whether this node's own probe failed (only accusers convict).
+    mine: bool,
+    /// Whether this node already probed it for a suspicion it only heard.
+    reprobed: bool,
+}
+
+/// The probing part of a node.
+#[derive(Debug)]
+pub(crate) struct Detection {
+    params: Params,
+    me: Id,
+    seq: u64,
+    probe: Option<Probe>,
+    next_probe: Instant,
+    /// Members to probe before random ones (suspects, to confirm or clear).
+    urgent: VecDeque<Id>,
+    relays: VecDeque<Relay>,
+    suspects: HashMap<String, Suspicion>,
+    /// Convicted members and the heartbeat they were convicted at.
+    dead: HashMap<String, (u64, u64)>,
+    seen: HashSet<Rumor>,
+    seen_order: VecDeque<Rumor>,
+    queued: Vec<(Rumor, u32)>,
+    /// The heartbeat of this node's last refutation.
+    refuted_at: Option<u64>,
+    health: u32,
+    out: Vec<Out>,
+}
+
+impl Detection {
+    /// A part for node `me`, whose first probe goes at `first_probe`.
+    pub fn new(params: Params, me: Id, first_probe: Instant) -> Self {
+        Detection {
+            params,
+            me,
+            seq: 0,
+            probe: None,
+            next_probe: first_probe,
+            urgent: VecDeque::new(),
+            relays: VecDeque::new(),
+            suspects: HashMap::new(),
+            dead: HashMap::new(),
+            seen: HashSet::new(),
+            seen_order: VecDeque::new(),
+            queued: Vec::new(),
+            refuted_at: None,
+            health: 0,
+            out: Vec::new(),
+        }
+    }
+
+    /// Drains what the node must do.
+    pub fn take(&mut self) -> Vec<Out> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Local health score: 0 healthy, up to [`MAX_HEALTH`].
+    #[cfg(test)]
+    pub fn health(&self) -> u32 {
+        self.health
+    }
+
+    /// Members suspected here.
+    #[cfg(test)]
+    pub fn suspected(&self) -> usize {
+        self.suspects.len()
+    }
+
+    /// When [`tick`](Self::tick) has something to do.
+    pub fn deadline(&self, members: usize) -> Instant {
+        let mut t = self.next_probe;
+        if let Some(r) = self.probe.as_ref().and_then(|p| p.retry) {
+            t = t.min(r);
+        }
+        for s in self.suspects.values() {
+            t = t.min(self.suspicion_deadline(s, members));
+        }
+        t
+    }
+
+    fn stretch(&self, d: Duration) -> Duration {
+        d * (1 + self.health)
+    }
+
+    fn suspicion_deadline(&self, s: &Suspicion, members: usize) -> Instant {
+        if s.mine {
+            s.since + self.params.suspicion_timeout(members, s.accusers.len())
+        } else if s.reprobed {
+            Instant::from_micros(u64::MAX)
+        } else {
+            s.since + self.params.suspicion_bounds(members).1
+        }
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    /// Runs the probe schedule and the suspicion timers. `peers` are a few
+    /// random live peers (probe target, helpers, flood targets are drawn
+    /// from them in order); `members` is the membership's size.
+    pub fn tick(
+        &mut self,
+        now: Instant,
+        peers: &[Id],
+        members: usize,
+        held: impl Fn(&Id) -> Option<Held>,
+    ) {
+        self.relays.retain(|r| r.until > now);
+        if let Some(p) = self.probe.as_mut()
+            && !p.acked
+            && p.retry.is_some_and(|t| t <= now)
+        {
+            p.retry = None;
+            let (target, seq) = (p.target.clone(), p.seq);
+            let helpers: Vec<SocketAddr> = peers
+                .iter()
+                .filter(|h| h.name != target.name)
+                .take(self.params.indirect)
+                .map(|h| h.addr)
+                .collect();
+            let rumors = self.piggyback(Some(&target));
+            self.out.push(Out::Send(target.addr, Message::Ping { seq, rumors }));
+            for h in helpers {
+                let rumors = self.piggyback(None);
+                let target = target.clone();
+                self.out.push(Out::Send(h, Message::PingReq { seq, target, rumors }));
+            }
+        }
+        if now >= self.next_probe {
+            self.conclude_probe(now, peers, held);
+            self.start_probe(now, peers);
+            self.next_probe = now + self.params.period;
+        }
+        self.expire_suspicions(now, peers, members);
+    }
+
+    fn conclude_probe(&mut self, now: Instant, peers: &[Id], held: impl Fn(&Id) -> Option<Held>) {
+        let Some(p) = self.probe.take() else { return };
+        if p.acked {
+            self.health = self.health.saturating_sub(1);
+            return;
+        }
+        // A probe of a member already suspected says nothing new about
+        // this node's own health.
+        if !self.suspects.contains_key(&p.target.name) {
+            self.health = (self.health + 1).min(MAX_HEALTH);
+        }
+        // A member gone meanwhile (left, forgotten, restarted) or already
+        // convicted is not accused.
+        let Some(h) = held(&p.target).filter(|h| {
+            h.id.generation == p.target.generation && matches!(h.status, Status::Live | Status::Suspect)
+        }) else {
+            return;
+        };
+        let by = self.me.name.clone();
+        self.accuse(now, p.target.clone(), h.heartbeat, by, true, peers);
+        // Probe it again next period: its answer clears the suspicion, and
+        // the ping carries the suspicion to it, so it can refute.
+        if !self.urgent.iter().any(|u| u.name == p.target.name) {
+            self.urgent.push_back(p.target);
+        }
+    }
+
+    fn start_probe(&mut self, now: Instant, peers: &[Id]) {
+        let target = loop {
+            match self.urgent.pop_front() {
+                Some(t) if t.name == self.me.name => continue,
+                Some(t) => break Some(t),
+                None => break peers.first().cloned(),
+            }
+        };
+        let Some(target) = target else { return };
+        let seq = self.next_seq();
+        let rumors = self.piggyback(Some(&target));
+        self.out.push(Out::Send(target.addr, Message::Ping { seq, rumors }));
+        let retry = now + self.stretch(self.params.timeout).min(self.params.period / 2);
+        self.probe = Some(Probe {
+            target,
+            seq,
+            retry: Some(retry),
+            acked: false,
+        });
+    }
+
+    fn expire_suspicions(&mut self, now: Instant, peers: &[Id], members: usize) {
+        let mut due: Vec<String> = self
+            .suspects
+            .iter()
+            .filter(|(_, s)| self.suspicion_deadline(s, members) <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        due.sort_unstable();
+        for name in due {
+            let Some(s) = self.suspects.get_mut(&name) else { continue };
+            if s.mine {
+                let s = self.suspects.remove(&name).expect("just found");
+                let rumor = Rumor {
+                    id: s.id.clone(),
+                    heartbeat: s.stamp,
+                    kind: RumorKind::Dead,
+                    by: self.me.name.clone(),
+                };
+                self.convict(&s.id, s.stamp, s.accusers.len() as u32);
+                self.spread(rumor, None, peers);
+            } else {
+                s.reprobed = true;
+                let id = s.id.clone();
+                if !self.urgent.iter().any(|u| u.name == id.name) {
+                    self.urgent.push_back(id);
+                }
+            }
+        }
+    }
+
+    fn convict(&mut self, id: &Id, stamp: u64, accusers: u32) {
+        self.suspects.remove(&id.name);
+        if self.dead.len() < MAX_TRACKED || self.dead.contains_key(&id.name) {
+            self.dead.insert(id.name.clone(), (id.generation, stamp));
+        }
+        self.out.push(Out::Dead {
+            id: id.clone(),
+            accusers,
+        });
+    }
+
+    /// Records an accusation of `id` by `by` at `stamp`; `mine` when this
+    /// node's own probe failed.
+    fn accuse(&mut self, now: Instant, id: Id, stamp: u64, by: String, mine: bool, peers: &[Id]) {
+        let limit = self.params.confirmations + 1;
+        let s = match self.suspects.get_mut(&id.name) {
+            Some(s) if s.id.generation == id.generation => s,
+            _ => {
+                if self.suspects.len() >= MAX_TRACKED {
+                    return;
+                }
+                self.suspects.insert(
+                    id.name.clone(),
+                    Suspicion {
+                        id: id.clone(),
+                        stamp,
+                        since: now,
+                        accusers: Vec::new(),
+                        mine: false,
+                        reprobed: false,
+                    },
+                );
+                self.suspects.get_mut(&id.name).expect("just inserted")
+            }
+        };
+        s.stamp = s.stamp.max(stamp);
+        if mine && !s.mine {
+            s.mine = true;
+            // An accuser's own timer starts with its own probe.
+            s.since = now;
+        }
+        let new_accuser = !s.accusers.contains(&by);
+        if new_accuser && s.accusers.len() < limit {
+            s.accusers.push(by.clone());
+        }
+        let accusers = s.accusers.len() as u32;
+        let stamp = s.stamp;
+        self.out.push(Out::Suspect {
+            id: id.clone(),
+            accusers,
+        });
+        if mine {
+            let rumor = Rumor {
+                id: id.clone(),
+                heartbeat: stamp,
+                kind: RumorKind::Suspect,
+                by,
+            };
+            // The suspect hears it straight away, to refute.
+            self.out.push(Out::Send(
+                id.addr,
+                Message::Rumors {
+                    rumors: vec![rumor.clone()],
+                },
+            ));
+            self.spread(rumor, Some(id.addr), peers);
+        }
+    }
+
+    /// Floods `rumor` (new here) to the first `flood` of `peers` other
+    /// than `skip`, and queues it for piggybacking.
+    fn spread(&mut self, rumor: Rumor, skip: Option<SocketAddr>, peers: &[Id]) {
+        self.remember(&rumor);
+        let targets: Vec<SocketAddr> = peers
+            .iter()
+            .filter(|p| Some(p.addr) != skip && p.name != rumor.id.name)
+            .take(self.params.flood)
+            .map(|p| p.addr)
+            .collect();
+        for to in targets {
+            self.out.push(Out::Send(
+                to,
+                Message::Rumors {
+                    rumors: vec![rumor.clone()],
+                },
+            ));
+        }
+        if self.queued.len() >= MAX_QUEUED {
+            self.queued.remove(0);
+        }
+        self.queued.push((rumor, self.retransmits()));
+    }
+
+    fn retransmits(&self) -> u32 {
+        // memberlist's 4 × ceil(log10(n + 1)) with n unknown here: the
+        // flood reaches almost all, so a fixed few suffice for the rest.
+        8
+    }
+
+    fn remember(&mut self, rumor: &Rumor) -> bool {
+        if !self.seen.insert(rumor.clone()) {
+            return false;
+        }
+        self.seen_order.push_back(rumor.clone());
+        if self.seen_order.len() > MAX_SEEN
+            && let Some(old) = self.seen_order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        true
+    }
+
+    /// Up to [`PIGGYBACK`] queued rumors for a probe message, those about
+    /// `to` first (it should hear what is said of it), then the least sent.
+    fn piggyback(&mut self, to: Option<&Id>) -> Vec<Rumor> {
+        let about = |r: &Rumor| to.is_some_and(|t| t.name == r.id.name);
+        let mut order: Vec<usize> = (0..self.queued.len()).collect();
+        order.sort_by_key(|&i| (!about(&self.queued[i].0), std::cmp::Reverse(self.queued[i].1)));
+        order.truncate(PIGGYBACK);
+        let picked: Vec<Rumor> = order.iter().map(|&i| self.queued[i].0.clone()).collect();
+        for &i in &order {
+            self.queued[i].1 = self.queued[i].1.saturating_sub(1);
+        }
+        self.queued.retain(|(_, left)| *left > 0);
+        picked
+    }
+
+    /// A `Ping` arrived: answer it.
+    pub fn on_ping(&mut self, from: SocketAddr, sender: &Id, seq: u64) {
+        let rumors = self.piggyback(Some(sender));
+        self.out.push(Out::Send(from, Message::PingAck { seq, rumors }));
+    }
+
+    /// A `PingReq` arrived: probe `target` for the requester.
+    pub fn on_ping_req(&mut self, now: Instant, from: SocketAddr, seq: u64, target: Id) {
+        if target.name == self.me.name {
+            // Asked to probe ourselves: answer as the target would.
+            self.out.push(Out::Send(from, Message::PingAck { seq, rumors: Vec::new() }));
+            return;
+        }
+        let ours = self.next_seq();
+        if self.relays.len() >= MAX_RELAYS {
+            self.relays.pop_front();
+        }
+        self.relays.push_back(Relay {
+            seq: ours,
+            requester: from,
+            their_seq: seq,
+            until: now + self.params.period,
+        });
+        let rumors = self.piggyback(Some(&target));
+        self.out.push(Out::Send(target.addr, Message::Ping { seq: ours, rumors }));
+    }
+
+    /// A `PingAck` arrived: our probe answered, or one we relay.
+    pub fn on_ping_ack(&mut self, seq: u64) {
+        if let Some(p) = self.probe.as_mut()
+            && p.seq == seq
+        {
+            p.acked = true;
+            p.retry = None;
+            return;
+        }
+        if let Some(i) = self.relays.iter().position(|r| r.seq == seq) {
+            let r = self.relays.remove(i).expect("position found it");
+            self.out.push(Out::Send(
+                r.requester,
+                Message::PingAck {
+                    seq: r.their_seq,
+                    rumors: Vec::new(),
+                },
+            ));
+        }
+    }
+
+    /// A message came straight from `sender`: it is alive, whatever was
+    /// said of it; suspicions and convictions of that incarnation lapse
+    /// (its heartbeats revive it).
+    pub fn contact(&mut self, sender: &Id) {
+        if self
+            .suspects
+            .get(&sender.name)
+            .is_some_and(|s| s.id.generation == sender.generation)
+        {
+            self.suspects.remove(&sender.name);
+        }
+        if self
+            .dead
+            .get(&sender.name)
+            .is_some_and(|&(g, _)| g == sender.generation)
+        {
+            self.dead.remove(&sender.name);
+        }
+    }
+
+    /// Whether a newer `heartbeat` of `id` may revive it: not while a
+    /// suspicion or conviction of it stands that the heartbeat is not
+    /// [`REFUTE_MARGIN`] above. A revival clears them.
+    pub fn allows_revival(&mut self, id: &Id, heartbeat: u64) -> bool {
+        let stamp = self
+            .suspects
+            .get(&id.name)
+            .filter(|s| s.id.generation == id.generation)
+            .map(|s| s.stamp)
+            .into_iter()
+            .chain(
+                self.dead
+                    .get(&id.name)
+                    .filter(|&&(g, _)| g == id.generation)
+                    .map(|&(_, s)| s),
+            )
+            .max();
+        match stamp {
+            Some(s) if heartbeat < s.saturating_add(REFUTE_MARGIN) => false,
+            Some(_) => {
+                self.suspects.remove(&id.name);
+                self.dead.remove(&id.name);
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// This node was stalled: probes and suspicion timers that ran through
+    /// the stall prove nothing, start them again.
+    pub fn stalled(&mut self, now: Instant) {
+        self.probe = None;
+        for s in self.suspects.values_mut() {
+            s.since = now;
+        }
+        self.next_probe = self.next_probe.max(now);
+    }
+
+    /// A member left or was forgotten: nothing to suspect any more.
+    pub fn forget(&mut self, name: &str) {
+        self.suspects.remove(name);
+        self.dead.remove(name);
+    }
+
+    /// This node refuted a suspicion: its heartbeat is now `heartbeat`.
+    pub fn refuted(&mut self, heartbeat: u64, peers: &[Id]) {
+        self.refuted_at = Some(heartbeat);
+        self.health = (self.health + 1).min(MAX_HEALTH);
+        let rumor = Rumor {
+            id: self.me.clone(),
+            heartbeat,
+            kind: RumorKind::Alive,
+            by: self.me.name.clone(),
+        };
+        self.spread(rumor, None, peers);
+    }
+
+    /// Rumors arrived from `from` (alone, or piggybacked). `held` tells
+    /// what this node holds of a member; `peers` are flood targets.
+    pub fn on_rumors(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        rumors: Vec<Rumor>,
+        held: impl Fn(&Id) -> Option<Held>,
+        peers: &[Id],
+    ) {
+        for r in rumors {
+            if self.seen.contains(&r) {
+                continue;
+            }
+            if r.id.name == self.me.name {
+                self.remember(&r);
+                if r.id.generation == self.me.generation
+                    && r.kind != RumorKind::Alive
+                    && self.refuted_at.is_none_or(|h| r.heartbeat.saturating_add(REFUTE_MARGIN) > h)
+                {
+                    self.out.push(Out::Refute { above: r.heartbeat });
+                }
+                continue;
+            }
+            let Some(h) = held(&r.id) else { continue };
+            if h.id.generation != r.id.generation || h.status == Status::Left {
+                continue;
+            }
+            let refuted = h.heartbeat >= r.heartbeat.saturating_add(REFUTE_MARGIN);
+            match r.kind {
+                RumorKind::Suspect if refuted || h.status == Status::Dead => continue,
+                RumorKind::Suspect => {
+                    let (id, stamp, by) = (r.id.clone(), r.heartbeat, r.by.clone());
+                    self.spread(r, Some(from), peers);
+                    self.accuse(now, id, stamp.max(h.heartbeat), by, false, peers);
+                }
+                RumorKind::Dead if refuted => continue,
+                RumorKind::Dead => {
+                    let accusers = self
+                        .suspects
+                        .get(&r.id.name)
+                        .map_or(1, |s| s.accusers.len().max(1) as u32);
+                    let (id, stamp) = (r.id.clone(), r.heartbeat.max(h.heartbeat));
+                    self.spread(r, Some(from), peers);
+                    if h.status != Status::Dead {
+                        self.convict(&id, stamp, accusers);
+                    }
+                }
+                RumorKind::Alive => {
+                    let (id, heartbeat) = (r.id.clone(), r.heartbeat);
+                    self.spread(r, Some(from), peers);
+                    if self.allows_revival(&id, heartbeat) && heartbeat > h.heartbeat {
+                        self.out.push(Out::Alive { id, heartbeat });
+                    }
+                }
+            }
+        }
+    }
+}

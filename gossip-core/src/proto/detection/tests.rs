@@ -1,0 +1,388 @@
+//! Handler-level tests of the probing part: crafted inputs, exact outputs.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::proto::id::NodeId;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn id(name: &str, port: u16) -> Id {
+    Arc::new(NodeId::new(name, format!("127.0.0.1:{port}").parse().unwrap(), 1))
+}
+
+fn params() -> Params {
+    Params {
+        period: Duration::from_secs(1),
+        timeout: 200 * MS,
+        indirect: 3,
+        flood: 2,
+        suspicion_mult: 1.0,
+        suspicion_max_mult: 2.0,
+        confirmations: 3,
+    }
+}
+
+fn at(ms: u64) -> Instant {
+    Instant::ZERO + Duration::from_millis(ms)
+}
+
+/// Node "me" with peers p1..p5; p1 is always the first random peer drawn.
+struct T {
+    d: Detection,
+    me: Id,
+    peers: Vec<Id>,
+}
+
+impl T {
+    fn new() -> T {
+        let me = id("me", 1000);
+        let peers: Vec<Id> = (1..=5).map(|i| id(&format!("p{i}"), 1000 + i)).collect();
+        T {
+            d: Detection::new(params(), me.clone(), at(0)),
+            me,
+            peers,
+        }
+    }
+
+    fn tick(&mut self, now: Instant) -> Vec<Out> {
+        let peers = self.peers.clone();
+        let held = |id: &Id| held_in(&peers, id);
+        self.d.tick(now, &self.peers.clone(), 100, held);
+        self.d.take()
+    }
+
+    fn rumors(&mut self, now: Instant, from: usize, rumors: Vec<Rumor>) -> Vec<Out> {
+        let peers = self.peers.clone();
+        let held = |id: &Id| held_in(&peers, id);
+        let addr = self.peers[from].addr;
+        self.d.on_rumors(now, addr, rumors, held, &self.peers.clone());
+        self.d.take()
+    }
+
+    fn seq_of_ping(outs: &[Out]) -> u64 {
+        outs.iter()
+            .find_map(|o| match o {
+                Out::Send(_, Message::Ping { seq, .. }) => Some(*seq),
+                _ => None,
+            })
+            .expect("a ping was sent")
+    }
+}
+
+/// Every peer held Live at heartbeat 10.
+fn held_in(peers: &[Id], id: &Id) -> Option<Held> {
+    peers.iter().find(|p| p.name == id.name).map(|p| Held {
+        id: p.clone(),
+        heartbeat: 10,
+        status: Status::Live,
+    })
+}
+
+fn rumor(about: &Id, heartbeat: u64, kind: RumorKind, by: &str) -> Rumor {
+    Rumor {
+        id: about.clone(),
+        heartbeat,
+        kind,
+        by: by.to_owned(),
+    }
+}
+
+fn sends(outs: &[Out]) -> Vec<(SocketAddr, MessageKind)> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Out::Send(to, m) => Some((*to, m.kind())),
+            _ => None,
+        })
+        .collect()
+}
+
+use crate::proto::message::MessageKind;
+
+#[test]
+fn a_ping_is_answered_with_its_seq() {
+    let mut t = T::new();
+    let p = t.peers[2].clone();
+    t.d.on_ping(p.addr, &p, 77);
+    assert_eq!(
+        t.d.take(),
+        vec![Out::Send(p.addr, Message::PingAck { seq: 77, rumors: vec![] })]
+    );
+}
+
+#[test]
+fn an_answered_probe_suspects_nobody() {
+    let mut t = T::new();
+    let outs = t.tick(at(0));
+    let target = t.peers[0].clone();
+    assert_eq!(sends(&outs), vec![(target.addr, MessageKind::Ping)]);
+    let seq = T::seq_of_ping(&outs);
+    t.d.on_ping_ack(seq);
+    // No retry after the timeout, no suspicion at the next period.
+    assert!(t.tick(at(200)).is_empty());
+    let outs = t.tick(at(1000));
+    assert_eq!(sends(&outs), vec![(target.addr, MessageKind::Ping)], "just the next probe");
+    assert_eq!(t.d.health(), 0);
+    assert_eq!(t.d.suspected(), 0);
+}
+
+#[test]
+fn an_unanswered_probe_retries_directly_and_through_three_others() {
+    let mut t = T::new();
+    let seq = T::seq_of_ping(&t.tick(at(0)));
+    assert!(t.tick(at(199)).is_empty(), "not before the timeout");
+    let outs = t.tick(at(200));
+    let target = t.peers[0].clone();
+    let mut want = vec![(target.addr, MessageKind::Ping)];
+    want.extend(t.peers[1..4].iter().map(|p| (p.addr, MessageKind::PingReq)));
+    assert_eq!(sends(&outs), want);
+    for o in &outs {
+        if let Out::Send(_, Message::PingReq { seq: s, target: tg, .. }) = o {
+            assert_eq!((*s, &tg.name), (seq, &target.name));
+        }
+    }
+    // An answer relayed by a helper counts.
+    t.d.on_ping_ack(seq);
+    let outs = t.tick(at(1000));
+    assert!(!outs.iter().any(|o| matches!(o, Out::Suspect { .. })));
+}
+
+#[test]
+fn a_failed_probe_suspects_tells_the_suspect_floods_and_probes_it_again() {
+    let mut t = T::new();
+    t.tick(at(0));
+    t.tick(at(200));
+    let outs = t.tick(at(1000));
+    let target = t.peers[0].clone();
+    assert_eq!(
+        outs[0],
+        Out::Suspect {
+            id: target.clone(),
+            accusers: 1
+        }
+    );
+    let s = rumor(&target, 10, RumorKind::Suspect, "me");
+    let one = |r: &Rumor| Message::Rumors { rumors: vec![r.clone()] };
+    assert_eq!(outs[1], Out::Send(target.addr, one(&s)), "the suspect first");
+    assert_eq!(outs[2], Out::Send(t.peers[1].addr, one(&s)));
+    assert_eq!(outs[3], Out::Send(t.peers[2].addr, one(&s)));
+    // The next probe goes to the suspect again, carrying the suspicion.
+    match &outs[4] {
+        Out::Send(to, Message::Ping { rumors, .. }) => {
+            assert_eq!(*to, target.addr);
+            assert_eq!(rumors, &vec![s]);
+        }
+        other => panic!("expected a ping of the suspect, got {other:?}"),
+    }
+    assert_eq!(outs.len(), 5);
+    assert_eq!(t.d.health(), 1, "a failed probe costs local health");
+}
+
+#[test]
+fn suspicion_timeout_falls_with_confirmations_to_the_minimum() {
+    let p = params();
+    let (min, max) = p.suspicion_bounds(100);
+    assert_eq!((min, max), (Duration::from_secs(2), Duration::from_secs(4)));
+    let t: Vec<Duration> = (1..=6).map(|c| p.suspicion_timeout(100, c)).collect();
+    assert_eq!(t[0], max);
+    assert!(t.windows(2).all(|w| w[1] <= w[0]), "{t:?}");
+    assert_eq!(t[3], min, "K = 3 confirmations reach the minimum");
+    assert_eq!(t[5], min);
+    // Small clusters: at least one period.
+    assert_eq!(p.suspicion_bounds(2).0, Duration::from_secs(1));
+}
+
+/// Fails the probe of `peers[0]` at 0 and returns the time it was suspected.
+fn suspect_first(t: &mut T) -> Instant {
+    t.tick(at(0));
+    t.tick(at(200));
+    t.tick(at(1000));
+    at(1000)
+}
+
+#[test]
+fn the_accuser_convicts_when_its_stretched_timeout_passes_unrefuted() {
+    let mut t = T::new();
+    let since = suspect_first(&mut t);
+    let target = t.peers[0].clone();
+    // One accuser: the longest timeout, 4 s from its own failed probe; the
+    // re-probes of the suspect that fail meanwhile neither postpone it nor
+    // count against this node's health.
+    let mut dead_at = None;
+    while dead_at.is_none() {
+        let now = t.d.deadline(100);
+        assert!(now < at(20_000));
+        for o in t.tick(now) {
+            if let Out::Dead { id, .. } = &o {
+                assert_eq!(id.name, target.name);
+                dead_at.get_or_insert(now);
+            }
+        }
+    }
+    let dead_at = dead_at.expect("convicted");
+    assert_eq!(dead_at.saturating_since(since), Duration::from_secs(4));
+    assert_eq!(t.d.health(), 1);
+}
+
+#[test]
+fn confirmations_shorten_the_accusers_wait() {
+    let mut t = T::new();
+    let since = suspect_first(&mut t);
+    let target = t.peers[0].clone();
+    let others: Vec<Rumor> = ["p2", "p3", "p4"]
+        .iter()
+        .map(|by| rumor(&target, 10, RumorKind::Suspect, by))
+        .collect();
+    t.rumors(since, 1, others);
+    // Four accusers: the minimum, 2 s.
+    let dead_at = loop {
+        let now = t.d.deadline(100);
+        if t.tick(now).iter().any(|o| matches!(o, Out::Dead { .. })) {
+            break now;
+        }
+        assert!(now < at(30_000));
+    };
+    assert_eq!(dead_at.saturating_since(since), Duration::from_secs(2));
+}
+
+#[test]
+fn a_suspicion_of_this_node_is_refuted_once_and_the_refutation_floods() {
+    let mut t = T::new();
+    let me = t.me.clone();
+    let s = rumor(&me, 40, RumorKind::Suspect, "p3");
+    assert_eq!(t.rumors(at(5), 2, vec![s.clone()]), vec![Out::Refute { above: 40 }]);
+    // The same rumor again (relayed by another): nothing.
+    assert!(t.rumors(at(6), 3, vec![s]).is_empty());
+    let peers = t.peers.clone();
+    t.d.refuted(40 + REFUTE_STRIDE, &peers);
+    let alive = rumor(&me, 40 + REFUTE_STRIDE, RumorKind::Alive, "me");
+    assert_eq!(
+        sends(&t.d.take()),
+        vec![(peers[0].addr, MessageKind::Rumors), (peers[1].addr, MessageKind::Rumors)]
+    );
+    // A later, stale suspicion well below the refutation: no new refutation.
+    assert!(t.rumors(at(7), 2, vec![rumor(&me, 41, RumorKind::Dead, "p4")]).is_empty());
+    // One at or above it: refuted again.
+    assert_eq!(
+        t.rumors(at(8), 2, vec![rumor(&me, alive.heartbeat, RumorKind::Suspect, "p4")]),
+        vec![Out::Refute { above: alive.heartbeat }]
+    );
+}
+
+#[test]
+fn a_heard_suspicion_marks_suspect_and_floods_but_never_convicts_alone() {
+    let mut t = T::new();
+    let victim = t.peers[4].clone();
+    let outs = t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Suspect, "p2")]);
+    assert_eq!(
+        sends(&outs),
+        vec![(t.peers[0].addr, MessageKind::Rumors), (t.peers[2].addr, MessageKind::Rumors)],
+        "flooded, not back to the sender nor to the suspect"
+    );
+    assert!(outs.contains(&Out::Suspect {
+        id: victim.clone(),
+        accusers: 1
+    }));
+    // Its first probe went to p1 and was answered; at the longest timeout
+    // (4 s) this node probes the suspect itself instead of convicting.
+    let seq = T::seq_of_ping(&t.tick(at(0)));
+    t.d.on_ping_ack(seq);
+    let mut now = at(0);
+    while now < at(4000) {
+        now = t.d.deadline(100);
+        let outs = t.tick(now);
+        assert!(!outs.iter().any(|o| matches!(o, Out::Dead { .. })), "at {now:?}");
+        if let Some(Out::Send(to, Message::Ping { seq, .. })) =
+            outs.iter().find(|o| matches!(o, Out::Send(_, Message::Ping { .. })))
+        {
+            if *to != victim.addr {
+                t.d.on_ping_ack(*seq);
+            }
+        }
+    }
+    let outs = t.tick(at(5000));
+    assert!(
+        sends(&outs).contains(&(victim.addr, MessageKind::Ping)),
+        "the suspect probed once the suspicion outlived the longest timeout: {outs:?}"
+    );
+}
+
+#[test]
+fn a_refuting_heartbeat_revives_a_lagging_one_does_not() {
+    let mut t = T::new();
+    let victim = t.peers[4].clone();
+    t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Dead, "p2")]);
+    assert!(!t.d.allows_revival(&victim, 11), "a lagging heartbeat catching up");
+    assert!(!t.d.allows_revival(&victim, 10 + REFUTE_MARGIN - 1));
+    let alive = rumor(&victim, 10 + REFUTE_STRIDE, RumorKind::Alive, "p5");
+    let outs = t.rumors(at(1), 1, vec![alive]);
+    assert!(outs.contains(&Out::Alive {
+        id: victim.clone(),
+        heartbeat: 10 + REFUTE_STRIDE
+    }));
+    assert!(t.d.allows_revival(&victim, 12), "nothing stands against it now");
+}
+
+#[test]
+fn a_direct_message_from_the_suspect_lifts_the_suspicion() {
+    let mut t = T::new();
+    let victim = t.peers[4].clone();
+    t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Suspect, "p2")]);
+    assert!(!t.d.allows_revival(&victim, 11));
+    t.d.contact(&victim);
+    assert!(t.d.allows_revival(&victim, 11));
+}
+
+#[test]
+fn rumors_about_strangers_or_other_generations_are_dropped_unforwarded() {
+    let mut t = T::new();
+    let stranger = id("stranger", 2000);
+    assert!(t.rumors(at(0), 1, vec![rumor(&stranger, 5, RumorKind::Dead, "p2")]).is_empty());
+    let older = Arc::new(NodeId::new("p5", t.peers[4].addr, 0));
+    assert!(t.rumors(at(0), 1, vec![rumor(&older, 5, RumorKind::Dead, "p2")]).is_empty());
+}
+
+#[test]
+fn a_dead_rumor_convicts_once_and_floods_once() {
+    let mut t = T::new();
+    let victim = t.peers[4].clone();
+    let r = rumor(&victim, 10, RumorKind::Dead, "p2");
+    let outs = t.rumors(at(0), 1, vec![r.clone()]);
+    assert!(outs.contains(&Out::Dead {
+        id: victim.clone(),
+        accusers: 1
+    }));
+    assert_eq!(sends(&outs).len(), 2);
+    assert!(t.rumors(at(1), 2, vec![r]).is_empty());
+}
+
+#[test]
+fn a_relayed_probe_pings_the_target_and_returns_its_answer() {
+    let mut t = T::new();
+    let (requester, target) = (t.peers[1].clone(), t.peers[2].clone());
+    t.d.on_ping_req(at(0), requester.addr, 9, target.clone());
+    let outs = t.d.take();
+    assert_eq!(sends(&outs), vec![(target.addr, MessageKind::Ping)]);
+    let ours = T::seq_of_ping(&outs);
+    t.d.on_ping_ack(ours);
+    assert_eq!(
+        t.d.take(),
+        vec![Out::Send(requester.addr, Message::PingAck { seq: 9, rumors: vec![] })]
+    );
+    // A second answer has nobody to go to.
+    t.d.on_ping_ack(ours);
+    assert!(t.d.take().is_empty());
+}
+
+#[test]
+fn a_stall_voids_the_probe_in_flight() {
+    let mut t = T::new();
+    t.tick(at(0));
+    t.tick(at(200));
+    // Stalled from 300 ms to 6 s: the probe's answer may have come and
+    // gone unread.
+    t.d.stalled(at(6000));
+    let outs = t.tick(at(6000));
+    assert!(!outs.iter().any(|o| matches!(o, Out::Suspect { .. })), "{outs:?}");
+    assert_eq!(t.d.suspected(), 0);
+}

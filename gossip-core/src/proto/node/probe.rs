@@ -1,0 +1,158 @@
+//! Wires the probing part ([`detection`](crate::proto::detection)) to the
+//! node: what it holds of members, status changes, refutation, sending.
+
+use super::*;
+use crate::proto::detection::{Held, Out, REFUTE_STRIDE};
+use crate::proto::message::Rumor;
+
+impl Node {
+    /// A few random live peers for the part: the probe target, helpers and
+    /// flood targets are drawn from them.
+    fn probe_peers(&mut self) -> Vec<Id> {
+        let k = 1 + self.config.indirect_probes.max(self.config.rumor_fanout);
+        let live = self.live_peers();
+        self.sample(Status::Live, k, live)
+    }
+
+    /// Runs the probe schedule and suspicion timers if their time came.
+    pub(super) fn probe_tick(&mut self, now: Instant) {
+        if !self.config.probe || now < self.detection.deadline(self.members.len()) {
+            return;
+        }
+        let peers = self.probe_peers();
+        let members = &self.members;
+        self.detection
+            .tick(now, &peers, members.len(), |id| held(members, id));
+        self.run_detection(now, &peers);
+    }
+
+    /// Handles a probe message or flooded rumors from `sender`.
+    pub(super) fn on_detection(&mut self, now: Instant, from: SocketAddr, sender: &Id, message: Message) {
+        if !self.config.probe {
+            return;
+        }
+        let rumors = match message {
+            Message::Ping { seq, rumors } => {
+                self.detection.on_ping(from, sender, seq);
+                rumors
+            }
+            Message::PingReq {
+                seq,
+                target,
+                rumors,
+            } => {
+                self.detection.on_ping_req(now, from, seq, target);
+                rumors
+            }
+            Message::PingAck { seq, rumors } => {
+                self.detection.on_ping_ack(seq);
+                rumors
+            }
+            Message::Rumors { rumors } => rumors,
+            _ => return,
+        };
+        let rumors: Vec<Rumor> = rumors
+            .into_iter()
+            .filter(|r| {
+                let bad = refute::impossible(r.heartbeat) || refute::impossible(r.id.generation);
+                if bad {
+                    self.metrics.refused.count_part(PartRefused::Impossible);
+                }
+                !bad
+            })
+            .collect();
+        let peers = if rumors.is_empty() {
+            Vec::new()
+        } else {
+            self.probe_peers()
+        };
+        if !rumors.is_empty() {
+            let members = &self.members;
+            self.detection
+                .on_rumors(now, from, rumors, |id| held(members, id), &peers);
+        }
+        self.run_detection(now, &peers);
+    }
+
+    /// Carries out what the part asked for.
+    fn run_detection(&mut self, now: Instant, peers: &[Id]) {
+        loop {
+            let outs = self.detection.take();
+            if outs.is_empty() {
+                return;
+            }
+            for out in outs {
+                match out {
+                    Out::Send(to, message) => {
+                        let len = size::message(&message);
+                        self.send(to, message, len);
+                    }
+                    Out::Suspect { id, accusers } => {
+                        self.probe_verdict(&id, Status::Suspect, accusers)
+                    }
+                    Out::Dead { id, accusers } => self.probe_verdict(&id, Status::Dead, accusers),
+                    Out::Alive { id, heartbeat } => {
+                        let phi = self.phi;
+                        if let Some(i) = self.members.find_id(&id)
+                            && self.members.at(i).0.generation == id.generation
+                            && self.members.at_mut(i).1.observe(heartbeat, now, &phi)
+                        {
+                            self.revive(i);
+                        }
+                    }
+                    Out::Refute { above } => {
+                        let m = self.own_mut();
+                        let next = m.heartbeat.max(above).saturating_add(REFUTE_STRIDE);
+                        if refute::impossible(next) {
+                            // No room left: the claim was forged; a new
+                            // generation at the next round is the answer.
+                            continue;
+                        }
+                        m.heartbeat = next;
+                        self.metrics.refutations += 1;
+                        self.detection.refuted(next, peers);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The probing part's verdict on `id`: Suspect (only from Live) or
+    /// Dead (from Live or Suspect).
+    fn probe_verdict(&mut self, id: &Id, to: Status, accusers: u32) {
+        let Some(i) = self.members.find_id(id) else {
+            return;
+        };
+        let (held, m) = self.members.at(i);
+        let allowed = match to {
+            Status::Suspect => m.status == Status::Live,
+            _ => matches!(m.status, Status::Live | Status::Suspect),
+        };
+        if held.generation != id.generation || m.left || !allowed || i == 0 {
+            return;
+        }
+        let id = held.clone();
+        let from = self.members.set_status_at(i, to);
+        match to {
+            Status::Suspect => self.metrics.suspicions += 1,
+            _ => self.metrics.convictions += 1,
+        }
+        let reason = StatusReason::Unanswered { accusers };
+        tracing::debug!(node = %self.me, member = %id, ?from, ?to, accusers, "member status changed by probes");
+        self.emit(Event::MemberStatus {
+            id,
+            from,
+            to,
+            reason,
+        });
+    }
+}
+
+/// What `members` holds of the member named like `id`.
+fn held(members: &Members, id: &Id) -> Option<Held> {
+    members.entry(&id.name).map(|(held, m)| Held {
+        id: held.clone(),
+        heartbeat: m.heartbeat,
+        status: if m.left { Status::Left } else { m.status },
+    })
+}
