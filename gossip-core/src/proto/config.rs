@@ -175,7 +175,7 @@ impl Default for Config {
             probe_timeout: Duration::from_millis(200),
             indirect_probes: 3,
             rumor_fanout: 4,
-            suspicion_mult: 1.0,
+            suspicion_mult: 0.5,
             suspicion_max_mult: 2.0,
             suspicion_confirmations: 3,
             stall_threshold: Duration::from_secs(5),
@@ -243,7 +243,8 @@ impl Config {
         if self.eager_batch >= self.gossip_interval || self.lazy_batch >= self.gossip_interval {
             return bad("eager_batch and lazy_batch must be shorter than gossip_interval");
         }
-        if self.probe && (self.probe_timeout.is_zero() || self.probe_timeout > self.gossip_interval / 2)
+        if self.probe
+            && (self.probe_timeout.is_zero() || self.probe_timeout > self.gossip_interval / 2)
         {
             return bad("probe_timeout must be positive and at most half of gossip_interval");
         }

@@ -56,6 +56,12 @@ const MAX_SEEN: usize = 4096;
 const MAX_TRACKED: usize = 4096;
 /// Most probes relayed for others at once.
 const MAX_RELAYS: usize = 64;
+/// Shortest suspicion, in periods: an accuser re-probes its suspect every
+/// period, so a node cut off for up to two periods (a flapping link) can
+/// answer before it is convicted.
+const MIN_SUSPICION_PERIODS: f64 = 2.0;
+/// Most suspects an accuser pings again per period.
+const MAX_REPROBES: usize = 8;
 /// Highest local-health score (timeouts stretch up to `1 + MAX_HEALTH`-fold).
 pub(crate) const MAX_HEALTH: u32 = 8;
 
@@ -70,7 +76,8 @@ pub(crate) struct Params {
     pub indirect: usize,
     /// Peers each new rumor is flooded to.
     pub flood: usize,
-    /// Shortest suspicion, in log₁₀(n) periods (at least one period).
+    /// Shortest suspicion, in log₁₀(n) periods (at least
+    /// [`MIN_SUSPICION_PERIODS`]).
     pub suspicion_mult: f64,
     /// Longest suspicion, as a multiple of the shortest.
     pub suspicion_max_mult: f64,
@@ -81,7 +88,8 @@ pub(crate) struct Params {
 impl Params {
     /// The shortest and longest suspicion in a cluster of `members`.
     pub fn suspicion_bounds(&self, members: usize) -> (Duration, Duration) {
-        let rounds = (self.suspicion_mult * (members.max(1) as f64).log10()).clamp(1.0, 1e3);
+        let rounds = (self.suspicion_mult * (members.max(1) as f64).log10())
+            .clamp(MIN_SUSPICION_PERIODS, 1e3);
         let min = self.period.mul_f64(rounds);
         (min, min.mul_f64(self.suspicion_max_mult.clamp(1.0, 1e3)))
     }
@@ -127,6 +135,11 @@ pub(crate) struct Held {
 struct Probe {
     target: Id,
     seq: u64,
+    /// Peers asked to probe indirectly.
+    helpers: Vec<Id>,
+    /// Whether any message came from a helper since: then this node is
+    /// not cut off, and an unanswered probe is the target's fault.
+    helper_heard: bool,
     /// When to try again and indirectly, if still unanswered.
     retry: Option<Instant>,
     acked: bool,
@@ -167,14 +180,17 @@ pub(crate) struct Detection {
     /// Members to probe before random ones (suspects, to confirm or clear).
     urgent: VecDeque<Id>,
     relays: VecDeque<Relay>,
+    /// Pings of suspects sent by [`reprobe`](Self::reprobe), by seq.
+    reprobes: VecDeque<(u64, Id)>,
     suspects: HashMap<String, Suspicion>,
-    /// Convicted members and the heartbeat they were convicted at.
-    dead: HashMap<String, (u64, u64)>,
+    /// Convicted members: generation, the heartbeat convicted at, and when
+    /// this node last told the member so.
+    dead: HashMap<String, (u64, u64, Option<Instant>)>,
     seen: HashSet<Rumor>,
     seen_order: VecDeque<Rumor>,
     queued: Vec<(Rumor, u32)>,
-    /// The heartbeat of this node's last refutation.
-    refuted_at: Option<u64>,
+    /// This node's last refutation.
+    alive: Option<Rumor>,
     health: u32,
     out: Vec<Out>,
 }
@@ -190,12 +206,13 @@ impl Detection {
             next_probe: first_probe,
             urgent: VecDeque::new(),
             relays: VecDeque::new(),
+            reprobes: VecDeque::new(),
             suspects: HashMap::new(),
             dead: HashMap::new(),
             seen: HashSet::new(),
             seen_order: VecDeque::new(),
             queued: Vec::new(),
-            refuted_at: None,
+            alive: None,
             health: 0,
             out: Vec::new(),
         }
@@ -234,9 +251,18 @@ impl Detection {
         d * (1 + self.health)
     }
 
+    /// Whether this node's own probes fail so often that it is probably the
+    /// one cut off or starved: it then accuses and convicts nobody.
+    fn impaired(&self) -> bool {
+        self.health >= MAX_HEALTH / 2
+    }
+
     fn suspicion_deadline(&self, s: &Suspicion, members: usize) -> Instant {
-        if s.mine {
-            s.since + self.params.suspicion_timeout(members, s.accusers.len())
+        if s.mine && self.impaired() {
+            // Looked at again every period, when health may have recovered.
+            Instant::from_micros(u64::MAX)
+        } else if s.mine {
+            s.since + self.stretch(self.params.suspicion_timeout(members, s.accusers.len()))
         } else if s.reprobed {
             Instant::from_micros(u64::MAX)
         } else {
@@ -266,23 +292,33 @@ impl Detection {
         {
             p.retry = None;
             let (target, seq) = (p.target.clone(), p.seq);
-            let helpers: Vec<SocketAddr> = peers
+            let helpers: Vec<Id> = peers
                 .iter()
                 .filter(|h| h.name != target.name)
                 .take(self.params.indirect)
-                .map(|h| h.addr)
+                .cloned()
                 .collect();
+            p.helpers = helpers.clone();
             let rumors = self.piggyback(Some(&target));
-            self.out.push(Out::Send(target.addr, Message::Ping { seq, rumors }));
+            self.out
+                .push(Out::Send(target.addr, Message::Ping { seq, rumors }));
             for h in helpers {
                 let rumors = self.piggyback(None);
                 let target = target.clone();
-                self.out.push(Out::Send(h, Message::PingReq { seq, target, rumors }));
+                self.out.push(Out::Send(
+                    h.addr,
+                    Message::PingReq {
+                        seq,
+                        target,
+                        rumors,
+                    },
+                ));
             }
         }
         if now >= self.next_probe {
             self.conclude_probe(now, peers, held);
             self.start_probe(now, peers);
+            self.reprobe();
             self.next_probe = now + self.params.period;
         }
         self.expire_suspicions(now, peers, members);
@@ -294,24 +330,50 @@ impl Detection {
             self.health = self.health.saturating_sub(1);
             return;
         }
-        // A probe of a member already suspected says nothing new about
-        // this node's own health.
-        if !self.suspects.contains_key(&p.target.name) {
+        let impaired = self.impaired();
+        // Lifeguard's rule, with any message from a helper standing in for
+        // its nack: if the helpers could reach this node, the target is the
+        // one not answering. A probe of a member already suspected says
+        // nothing new either.
+        if !p.helper_heard && !self.suspects.contains_key(&p.target.name) {
             self.health = (self.health + 1).min(MAX_HEALTH);
+        }
+        if impaired {
+            return;
         }
         // A member gone meanwhile (left, forgotten, restarted) or already
         // convicted is not accused.
         let Some(h) = held(&p.target).filter(|h| {
-            h.id.generation == p.target.generation && matches!(h.status, Status::Live | Status::Suspect)
+            h.id.generation == p.target.generation
+                && matches!(h.status, Status::Live | Status::Suspect)
         }) else {
             return;
         };
         let by = self.me.name.clone();
         self.accuse(now, p.target.clone(), h.heartbeat, by, true, peers);
-        // Probe it again next period: its answer clears the suspicion, and
-        // the ping carries the suspicion to it, so it can refute.
-        if !self.urgent.iter().any(|u| u.name == p.target.name) {
-            self.urgent.push_back(p.target);
+    }
+
+    /// Pings every member this node accused once more (beside the period's
+    /// probe): an answer ends the suspicion, and the ping carries the
+    /// suspicion to the suspect, which can then refute it.
+    fn reprobe(&mut self) {
+        let current = self.probe.as_ref().map(|p| p.target.name.clone());
+        let mut mine: Vec<Id> = self
+            .suspects
+            .values()
+            .filter(|s| s.mine && current.as_ref() != Some(&s.id.name))
+            .map(|s| s.id.clone())
+            .collect();
+        mine.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        for id in mine.into_iter().take(MAX_REPROBES) {
+            let seq = self.next_seq();
+            let rumors = self.piggyback(Some(&id));
+            self.out
+                .push(Out::Send(id.addr, Message::Ping { seq, rumors }));
+            if self.reprobes.len() >= MAX_RELAYS {
+                self.reprobes.pop_front();
+            }
+            self.reprobes.push_back((seq, id));
         }
     }
 
@@ -326,11 +388,17 @@ impl Detection {
         let Some(target) = target else { return };
         let seq = self.next_seq();
         let rumors = self.piggyback(Some(&target));
-        self.out.push(Out::Send(target.addr, Message::Ping { seq, rumors }));
-        let retry = now + self.stretch(self.params.timeout).min(self.params.period / 2);
+        self.out
+            .push(Out::Send(target.addr, Message::Ping { seq, rumors }));
+        let retry = now
+            + self
+                .stretch(self.params.timeout)
+                .min(self.params.period / 2);
         self.probe = Some(Probe {
             target,
             seq,
+            helpers: Vec::new(),
+            helper_heard: false,
             retry: Some(retry),
             acked: false,
         });
@@ -345,7 +413,9 @@ impl Detection {
             .collect();
         due.sort_unstable();
         for name in due {
-            let Some(s) = self.suspects.get_mut(&name) else { continue };
+            let Some(s) = self.suspects.get_mut(&name) else {
+                continue;
+            };
             if s.mine {
                 let s = self.suspects.remove(&name).expect("just found");
                 let rumor = Rumor {
@@ -369,7 +439,8 @@ impl Detection {
     fn convict(&mut self, id: &Id, stamp: u64, accusers: u32) {
         self.suspects.remove(&id.name);
         if self.dead.len() < MAX_TRACKED || self.dead.contains_key(&id.name) {
-            self.dead.insert(id.name.clone(), (id.generation, stamp));
+            self.dead
+                .insert(id.name.clone(), (id.generation, stamp, None));
         }
         self.out.push(Out::Dead {
             id: id.clone(),
@@ -402,7 +473,9 @@ impl Detection {
             }
         };
         s.stamp = s.stamp.max(stamp);
-        if mine && !s.mine {
+        // Only a first accusation of its own is news to flood.
+        let mine = mine && !s.mine;
+        if mine {
             s.mine = true;
             // An accuser's own timer starts with its own probe.
             s.since = now;
@@ -483,7 +556,12 @@ impl Detection {
     fn piggyback(&mut self, to: Option<&Id>) -> Vec<Rumor> {
         let about = |r: &Rumor| to.is_some_and(|t| t.name == r.id.name);
         let mut order: Vec<usize> = (0..self.queued.len()).collect();
-        order.sort_by_key(|&i| (!about(&self.queued[i].0), std::cmp::Reverse(self.queued[i].1)));
+        order.sort_by_key(|&i| {
+            (
+                !about(&self.queued[i].0),
+                std::cmp::Reverse(self.queued[i].1),
+            )
+        });
         order.truncate(PIGGYBACK);
         let picked: Vec<Rumor> = order.iter().map(|&i| self.queued[i].0.clone()).collect();
         for &i in &order {
@@ -496,14 +574,21 @@ impl Detection {
     /// A `Ping` arrived: answer it.
     pub fn on_ping(&mut self, from: SocketAddr, sender: &Id, seq: u64) {
         let rumors = self.piggyback(Some(sender));
-        self.out.push(Out::Send(from, Message::PingAck { seq, rumors }));
+        self.out
+            .push(Out::Send(from, Message::PingAck { seq, rumors }));
     }
 
     /// A `PingReq` arrived: probe `target` for the requester.
     pub fn on_ping_req(&mut self, now: Instant, from: SocketAddr, seq: u64, target: Id) {
         if target.name == self.me.name {
             // Asked to probe ourselves: answer as the target would.
-            self.out.push(Out::Send(from, Message::PingAck { seq, rumors: Vec::new() }));
+            self.out.push(Out::Send(
+                from,
+                Message::PingAck {
+                    seq,
+                    rumors: Vec::new(),
+                },
+            ));
             return;
         }
         let ours = self.next_seq();
@@ -517,7 +602,8 @@ impl Detection {
             until: now + self.params.period,
         });
         let rumors = self.piggyback(Some(&target));
-        self.out.push(Out::Send(target.addr, Message::Ping { seq: ours, rumors }));
+        self.out
+            .push(Out::Send(target.addr, Message::Ping { seq: ours, rumors }));
     }
 
     /// A `PingAck` arrived: our probe answered, or one we relay.
@@ -527,6 +613,14 @@ impl Detection {
         {
             p.acked = true;
             p.retry = None;
+            // Answered: whatever this node suspected of it lapses.
+            let target = p.target.clone();
+            self.end_suspicion(&target);
+            return;
+        }
+        if let Some(i) = self.reprobes.iter().position(|(s, _)| *s == seq) {
+            let (_, id) = self.reprobes.remove(i).expect("position found it");
+            self.end_suspicion(&id);
             return;
         }
         if let Some(i) = self.relays.iter().position(|r| r.seq == seq) {
@@ -541,23 +635,55 @@ impl Detection {
         }
     }
 
-    /// A message came straight from `sender`: it is alive, whatever was
-    /// said of it; suspicions and convictions of that incarnation lapse
-    /// (its heartbeats revive it).
-    pub fn contact(&mut self, sender: &Id) {
+    fn end_suspicion(&mut self, id: &Id) {
+        if self
+            .suspects
+            .get(&id.name)
+            .is_some_and(|s| s.id.generation == id.generation)
+        {
+            self.suspects.remove(&id.name);
+        }
+    }
+
+    /// A message came straight from `sender`: it is up, so a suspicion this
+    /// node only heard of lapses (its heartbeats revive it). Not its own
+    /// accusation (only an answer to its probe, or a refutation, ends
+    /// that) nor a conviction (only a refutation): a node that sends but
+    /// cannot receive would otherwise flap between Dead and Live.
+    ///
+    /// A convicted member that talks is told of its conviction (once a
+    /// period), so that it refutes: how a node cut off by a partition, or
+    /// by a one-way link, comes back once it can be heard again.
+    pub fn contact(&mut self, now: Instant, sender: &Id) {
+        if let Some(p) = self.probe.as_mut()
+            && p.helpers.iter().any(|h| h.name == sender.name)
+        {
+            p.helper_heard = true;
+        }
+        if let Some((g, stamp, told)) = self.dead.get_mut(&sender.name)
+            && *g == sender.generation
+            && told.is_none_or(|t| now >= t + self.params.period)
+        {
+            *told = Some(now);
+            let rumor = Rumor {
+                id: sender.clone(),
+                heartbeat: *stamp,
+                kind: RumorKind::Dead,
+                by: self.me.name.clone(),
+            };
+            self.out.push(Out::Send(
+                sender.addr,
+                Message::Rumors {
+                    rumors: vec![rumor],
+                },
+            ));
+        }
         if self
             .suspects
             .get(&sender.name)
-            .is_some_and(|s| s.id.generation == sender.generation)
+            .is_some_and(|s| s.id.generation == sender.generation && !s.mine)
         {
             self.suspects.remove(&sender.name);
-        }
-        if self
-            .dead
-            .get(&sender.name)
-            .is_some_and(|&(g, _)| g == sender.generation)
-        {
-            self.dead.remove(&sender.name);
         }
     }
 
@@ -574,8 +700,8 @@ impl Detection {
             .chain(
                 self.dead
                     .get(&id.name)
-                    .filter(|&&(g, _)| g == id.generation)
-                    .map(|&(_, s)| s),
+                    .filter(|&&(g, _, _)| g == id.generation)
+                    .map(|&(_, s, _)| s),
             )
             .max();
         match stamp {
@@ -593,6 +719,7 @@ impl Detection {
     /// the stall prove nothing, start them again.
     pub fn stalled(&mut self, now: Instant) {
         self.probe = None;
+        self.reprobes.clear();
         for s in self.suspects.values_mut() {
             s.since = now;
         }
@@ -607,7 +734,6 @@ impl Detection {
 
     /// This node refuted a suspicion: its heartbeat is now `heartbeat`.
     pub fn refuted(&mut self, heartbeat: u64, peers: &[Id]) {
-        self.refuted_at = Some(heartbeat);
         self.health = (self.health + 1).min(MAX_HEALTH);
         let rumor = Rumor {
             id: self.me.clone(),
@@ -615,6 +741,7 @@ impl Detection {
             kind: RumorKind::Alive,
             by: self.me.name.clone(),
         };
+        self.alive = Some(rumor.clone());
         self.spread(rumor, None, peers);
     }
 
@@ -629,17 +756,22 @@ impl Detection {
         peers: &[Id],
     ) {
         for r in rumors {
-            if self.seen.contains(&r) {
+            if r.id.name == self.me.name {
+                if r.id.generation != self.me.generation || r.kind == RumorKind::Alive {
+                    continue;
+                }
+                match &self.alive {
+                    Some(a) if r.heartbeat.saturating_add(REFUTE_MARGIN) <= a.heartbeat => {
+                        // Refuted already, but the teller has not heard:
+                        // tell it (and it floods what is new to it).
+                        let rumors = vec![a.clone()];
+                        self.out.push(Out::Send(from, Message::Rumors { rumors }));
+                    }
+                    _ => self.out.push(Out::Refute { above: r.heartbeat }),
+                }
                 continue;
             }
-            if r.id.name == self.me.name {
-                self.remember(&r);
-                if r.id.generation == self.me.generation
-                    && r.kind != RumorKind::Alive
-                    && self.refuted_at.is_none_or(|h| r.heartbeat.saturating_add(REFUTE_MARGIN) > h)
-                {
-                    self.out.push(Out::Refute { above: r.heartbeat });
-                }
+            if self.seen.contains(&r) {
                 continue;
             }
             let Some(h) = held(&r.id) else { continue };

@@ -8,7 +8,11 @@ use crate::proto::id::NodeId;
 const MS: Duration = Duration::from_millis(1);
 
 fn id(name: &str, port: u16) -> Id {
-    Arc::new(NodeId::new(name, format!("127.0.0.1:{port}").parse().unwrap(), 1))
+    Arc::new(NodeId::new(
+        name,
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        1,
+    ))
 }
 
 fn params() -> Params {
@@ -56,7 +60,8 @@ impl T {
         let peers = self.peers.clone();
         let held = |id: &Id| held_in(&peers, id);
         let addr = self.peers[from].addr;
-        self.d.on_rumors(now, addr, rumors, held, &self.peers.clone());
+        self.d
+            .on_rumors(now, addr, rumors, held, &self.peers.clone());
         self.d.take()
     }
 
@@ -106,7 +111,13 @@ fn a_ping_is_answered_with_its_seq() {
     t.d.on_ping(p.addr, &p, 77);
     assert_eq!(
         t.d.take(),
-        vec![Out::Send(p.addr, Message::PingAck { seq: 77, rumors: vec![] })]
+        vec![Out::Send(
+            p.addr,
+            Message::PingAck {
+                seq: 77,
+                rumors: vec![]
+            }
+        )]
     );
 }
 
@@ -121,7 +132,11 @@ fn an_answered_probe_suspects_nobody() {
     // No retry after the timeout, no suspicion at the next period.
     assert!(t.tick(at(200)).is_empty());
     let outs = t.tick(at(1000));
-    assert_eq!(sends(&outs), vec![(target.addr, MessageKind::Ping)], "just the next probe");
+    assert_eq!(
+        sends(&outs),
+        vec![(target.addr, MessageKind::Ping)],
+        "just the next probe"
+    );
     assert_eq!(t.d.health(), 0);
     assert_eq!(t.d.suspected(), 0);
 }
@@ -137,7 +152,13 @@ fn an_unanswered_probe_retries_directly_and_through_three_others() {
     want.extend(t.peers[1..4].iter().map(|p| (p.addr, MessageKind::PingReq)));
     assert_eq!(sends(&outs), want);
     for o in &outs {
-        if let Out::Send(_, Message::PingReq { seq: s, target: tg, .. }) = o {
+        if let Out::Send(
+            _,
+            Message::PingReq {
+                seq: s, target: tg, ..
+            },
+        ) = o
+        {
             assert_eq!((*s, &tg.name), (seq, &target.name));
         }
     }
@@ -162,11 +183,18 @@ fn a_failed_probe_suspects_tells_the_suspect_floods_and_probes_it_again() {
         }
     );
     let s = rumor(&target, 10, RumorKind::Suspect, "me");
-    let one = |r: &Rumor| Message::Rumors { rumors: vec![r.clone()] };
-    assert_eq!(outs[1], Out::Send(target.addr, one(&s)), "the suspect first");
+    let one = |r: &Rumor| Message::Rumors {
+        rumors: vec![r.clone()],
+    };
+    assert_eq!(
+        outs[1],
+        Out::Send(target.addr, one(&s)),
+        "the suspect first"
+    );
     assert_eq!(outs[2], Out::Send(t.peers[1].addr, one(&s)));
     assert_eq!(outs[3], Out::Send(t.peers[2].addr, one(&s)));
-    // The next probe goes to the suspect again, carrying the suspicion.
+    // The next probe (here drawn to be the suspect again) carries the
+    // suspicion to it.
     match &outs[4] {
         Out::Send(to, Message::Ping { rumors, .. }) => {
             assert_eq!(*to, target.addr);
@@ -188,8 +216,8 @@ fn suspicion_timeout_falls_with_confirmations_to_the_minimum() {
     assert!(t.windows(2).all(|w| w[1] <= w[0]), "{t:?}");
     assert_eq!(t[3], min, "K = 3 confirmations reach the minimum");
     assert_eq!(t[5], min);
-    // Small clusters: at least one period.
-    assert_eq!(p.suspicion_bounds(2).0, Duration::from_secs(1));
+    // Small clusters: at least two periods.
+    assert_eq!(p.suspicion_bounds(2).0, Duration::from_secs(2));
 }
 
 /// Fails the probe of `peers[0]` at 0 and returns the time it was suspected.
@@ -220,7 +248,9 @@ fn the_accuser_convicts_when_its_stretched_timeout_passes_unrefuted() {
         }
     }
     let dead_at = dead_at.expect("convicted");
-    assert_eq!(dead_at.saturating_since(since), Duration::from_secs(4));
+    // Local health 1 (one failed probe of a healthy-looking peer) stretches
+    // it twofold.
+    assert_eq!(dead_at.saturating_since(since), Duration::from_secs(8));
     assert_eq!(t.d.health(), 1);
 }
 
@@ -234,7 +264,7 @@ fn confirmations_shorten_the_accusers_wait() {
         .map(|by| rumor(&target, 10, RumorKind::Suspect, by))
         .collect();
     t.rumors(since, 1, others);
-    // Four accusers: the minimum, 2 s.
+    // Four accusers: the minimum, 2 s, stretched twofold by local health 1.
     let dead_at = loop {
         let now = t.d.deadline(100);
         if t.tick(now).iter().any(|o| matches!(o, Out::Dead { .. })) {
@@ -242,7 +272,7 @@ fn confirmations_shorten_the_accusers_wait() {
         }
         assert!(now < at(30_000));
     };
-    assert_eq!(dead_at.saturating_since(since), Duration::from_secs(2));
+    assert_eq!(dead_at.saturating_since(since), Duration::from_secs(4));
 }
 
 #[test]
@@ -250,22 +280,78 @@ fn a_suspicion_of_this_node_is_refuted_once_and_the_refutation_floods() {
     let mut t = T::new();
     let me = t.me.clone();
     let s = rumor(&me, 40, RumorKind::Suspect, "p3");
-    assert_eq!(t.rumors(at(5), 2, vec![s.clone()]), vec![Out::Refute { above: 40 }]);
-    // The same rumor again (relayed by another): nothing.
-    assert!(t.rumors(at(6), 3, vec![s]).is_empty());
+    assert_eq!(
+        t.rumors(at(5), 2, vec![s.clone()]),
+        vec![Out::Refute { above: 40 }]
+    );
     let peers = t.peers.clone();
     t.d.refuted(40 + REFUTE_STRIDE, &peers);
     let alive = rumor(&me, 40 + REFUTE_STRIDE, RumorKind::Alive, "me");
     assert_eq!(
         sends(&t.d.take()),
-        vec![(peers[0].addr, MessageKind::Rumors), (peers[1].addr, MessageKind::Rumors)]
+        vec![
+            (peers[0].addr, MessageKind::Rumors),
+            (peers[1].addr, MessageKind::Rumors)
+        ]
     );
-    // A later, stale suspicion well below the refutation: no new refutation.
-    assert!(t.rumors(at(7), 2, vec![rumor(&me, 41, RumorKind::Dead, "p4")]).is_empty());
+    // The same suspicion again, or a stale one well below the refutation:
+    // no new refutation, the teller is told of the one made.
+    let tell = vec![Out::Send(
+        peers[3].addr,
+        Message::Rumors {
+            rumors: vec![alive.clone()],
+        },
+    )];
+    assert_eq!(t.rumors(at(6), 3, vec![s]), tell);
+    assert_eq!(
+        t.rumors(at(7), 3, vec![rumor(&me, 41, RumorKind::Dead, "p4")]),
+        tell
+    );
     // One at or above it: refuted again.
     assert_eq!(
-        t.rumors(at(8), 2, vec![rumor(&me, alive.heartbeat, RumorKind::Suspect, "p4")]),
-        vec![Out::Refute { above: alive.heartbeat }]
+        t.rumors(
+            at(8),
+            2,
+            vec![rumor(&me, alive.heartbeat, RumorKind::Suspect, "p4")]
+        ),
+        vec![Out::Refute {
+            above: alive.heartbeat
+        }]
+    );
+}
+
+#[test]
+fn a_convicted_member_that_talks_is_told_once_a_period() {
+    let mut t = T::new();
+    let victim = t.peers[4].clone();
+    t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Dead, "p2")]);
+    t.d.contact(at(100), &victim);
+    let told = vec![Out::Send(
+        victim.addr,
+        Message::Rumors {
+            rumors: vec![rumor(&victim, 10, RumorKind::Dead, "me")],
+        },
+    )];
+    assert_eq!(t.d.take(), told);
+    t.d.contact(at(600), &victim);
+    assert!(t.d.take().is_empty(), "not again within a period");
+    t.d.contact(at(1100), &victim);
+    assert_eq!(t.d.take(), told);
+}
+
+#[test]
+fn a_failed_probe_costs_health_only_if_no_helper_was_heard() {
+    let mut t = T::new();
+    t.tick(at(0));
+    t.tick(at(200));
+    let helper = t.peers[1].clone();
+    t.d.contact(at(300), &helper);
+    let outs = t.tick(at(1000));
+    assert!(outs.iter().any(|o| matches!(o, Out::Suspect { .. })));
+    assert_eq!(
+        t.d.health(),
+        0,
+        "the helpers could reach us: the target is at fault"
     );
 }
 
@@ -276,7 +362,10 @@ fn a_heard_suspicion_marks_suspect_and_floods_but_never_convicts_alone() {
     let outs = t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Suspect, "p2")]);
     assert_eq!(
         sends(&outs),
-        vec![(t.peers[0].addr, MessageKind::Rumors), (t.peers[2].addr, MessageKind::Rumors)],
+        vec![
+            (t.peers[0].addr, MessageKind::Rumors),
+            (t.peers[2].addr, MessageKind::Rumors)
+        ],
         "flooded, not back to the sender nor to the suspect"
     );
     assert!(outs.contains(&Out::Suspect {
@@ -291,9 +380,13 @@ fn a_heard_suspicion_marks_suspect_and_floods_but_never_convicts_alone() {
     while now < at(4000) {
         now = t.d.deadline(100);
         let outs = t.tick(now);
-        assert!(!outs.iter().any(|o| matches!(o, Out::Dead { .. })), "at {now:?}");
-        if let Some(Out::Send(to, Message::Ping { seq, .. })) =
-            outs.iter().find(|o| matches!(o, Out::Send(_, Message::Ping { .. })))
+        assert!(
+            !outs.iter().any(|o| matches!(o, Out::Dead { .. })),
+            "at {now:?}"
+        );
+        if let Some(Out::Send(to, Message::Ping { seq, .. })) = outs
+            .iter()
+            .find(|o| matches!(o, Out::Send(_, Message::Ping { .. })))
         {
             if *to != victim.addr {
                 t.d.on_ping_ack(*seq);
@@ -312,7 +405,10 @@ fn a_refuting_heartbeat_revives_a_lagging_one_does_not() {
     let mut t = T::new();
     let victim = t.peers[4].clone();
     t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Dead, "p2")]);
-    assert!(!t.d.allows_revival(&victim, 11), "a lagging heartbeat catching up");
+    assert!(
+        !t.d.allows_revival(&victim, 11),
+        "a lagging heartbeat catching up"
+    );
     assert!(!t.d.allows_revival(&victim, 10 + REFUTE_MARGIN - 1));
     let alive = rumor(&victim, 10 + REFUTE_STRIDE, RumorKind::Alive, "p5");
     let outs = t.rumors(at(1), 1, vec![alive]);
@@ -320,26 +416,97 @@ fn a_refuting_heartbeat_revives_a_lagging_one_does_not() {
         id: victim.clone(),
         heartbeat: 10 + REFUTE_STRIDE
     }));
-    assert!(t.d.allows_revival(&victim, 12), "nothing stands against it now");
+    assert!(
+        t.d.allows_revival(&victim, 12),
+        "nothing stands against it now"
+    );
 }
 
 #[test]
-fn a_direct_message_from_the_suspect_lifts_the_suspicion() {
+fn a_direct_message_lifts_a_heard_suspicion_but_not_a_conviction() {
     let mut t = T::new();
     let victim = t.peers[4].clone();
     t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Suspect, "p2")]);
     assert!(!t.d.allows_revival(&victim, 11));
-    t.d.contact(&victim);
+    t.d.contact(at(1), &victim);
     assert!(t.d.allows_revival(&victim, 11));
+    t.rumors(at(1), 1, vec![rumor(&victim, 12, RumorKind::Dead, "p2")]);
+    t.d.contact(at(1), &victim);
+    assert!(
+        !t.d.allows_revival(&victim, 13),
+        "only a refutation revives the convicted"
+    );
+}
+
+#[test]
+fn an_answer_to_the_accusers_re_probe_ends_its_suspicion() {
+    let mut t = T::new();
+    let since = suspect_first(&mut t);
+    let target = t.peers[0].clone();
+    assert!(!t.d.allows_revival(&target, 11));
+    t.d.contact(since, &target);
+    assert!(
+        !t.d.allows_revival(&target, 11),
+        "mere contact does not end an accusation"
+    );
+    // The re-probe went out at `since`; its answer does.
+    let seq =
+        t.d.probe
+            .as_ref()
+            .map(|p| p.seq)
+            .expect("re-probe in flight");
+    t.d.on_ping_ack(seq);
+    assert!(t.d.allows_revival(&target, 11));
+    assert_eq!(t.d.suspected(), 0);
+    let _ = since;
+}
+
+#[test]
+fn a_node_whose_probes_all_fail_accuses_nobody() {
+    let mut t = T::new();
+    // Probes fail (nobody answers this node: it is the one cut off); the
+    // peers rotate, so each probe goes to another one.
+    let mut accused = 0;
+    for round in 0..8u64 {
+        t.peers.rotate_left(1);
+        let outs = t.tick(at(round * 1000));
+        accused += outs
+            .iter()
+            .filter(|o| matches!(o, Out::Suspect { .. }))
+            .count();
+        t.tick(at(round * 1000 + 200));
+    }
+    // Five distinct peers failed (then they repeat, already suspected).
+    assert_eq!(t.d.health(), 5);
+    assert_eq!(
+        accused,
+        (MAX_HEALTH / 2) as usize,
+        "accusations stop once impaired"
+    );
+    // And its accusations never turn into convictions while impaired.
+    for round in 8..40u64 {
+        let outs = t.tick(at(round * 1000));
+        assert!(
+            !outs.iter().any(|o| matches!(o, Out::Dead { .. })),
+            "round {round}"
+        );
+        t.tick(at(round * 1000 + 200));
+    }
 }
 
 #[test]
 fn rumors_about_strangers_or_other_generations_are_dropped_unforwarded() {
     let mut t = T::new();
     let stranger = id("stranger", 2000);
-    assert!(t.rumors(at(0), 1, vec![rumor(&stranger, 5, RumorKind::Dead, "p2")]).is_empty());
+    assert!(
+        t.rumors(at(0), 1, vec![rumor(&stranger, 5, RumorKind::Dead, "p2")])
+            .is_empty()
+    );
     let older = Arc::new(NodeId::new("p5", t.peers[4].addr, 0));
-    assert!(t.rumors(at(0), 1, vec![rumor(&older, 5, RumorKind::Dead, "p2")]).is_empty());
+    assert!(
+        t.rumors(at(0), 1, vec![rumor(&older, 5, RumorKind::Dead, "p2")])
+            .is_empty()
+    );
 }
 
 #[test]
@@ -367,7 +534,13 @@ fn a_relayed_probe_pings_the_target_and_returns_its_answer() {
     t.d.on_ping_ack(ours);
     assert_eq!(
         t.d.take(),
-        vec![Out::Send(requester.addr, Message::PingAck { seq: 9, rumors: vec![] })]
+        vec![Out::Send(
+            requester.addr,
+            Message::PingAck {
+                seq: 9,
+                rumors: vec![]
+            }
+        )]
     );
     // A second answer has nobody to go to.
     t.d.on_ping_ack(ours);
@@ -383,6 +556,9 @@ fn a_stall_voids_the_probe_in_flight() {
     // gone unread.
     t.d.stalled(at(6000));
     let outs = t.tick(at(6000));
-    assert!(!outs.iter().any(|o| matches!(o, Out::Suspect { .. })), "{outs:?}");
+    assert!(
+        !outs.iter().any(|o| matches!(o, Out::Suspect { .. })),
+        "{outs:?}"
+    );
     assert_eq!(t.d.suspected(), 0);
 }

@@ -217,9 +217,7 @@ impl Node {
             me.clone(),
             // A random phase, so that probes of nodes started together do
             // not go out in lockstep.
-            now + config
-                .gossip_interval
-                .mul_f64(rng.random_range(0.0..1.0)),
+            now + config.gossip_interval.mul_f64(rng.random_range(0.0..1.0)),
         );
         Ok(Node {
             cluster: cluster_id(&config.cluster),
@@ -577,7 +575,7 @@ impl Node {
         self.eager.set_source(Some(sender.addr));
         self.check_sender(&sender);
         self.hear_from(now, &sender);
-        self.detection.contact(&sender);
+        self.detection.contact(now, &sender);
         match envelope.message {
             Message::Syn {
                 digest,

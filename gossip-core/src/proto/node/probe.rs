@@ -27,7 +27,13 @@ impl Node {
     }
 
     /// Handles a probe message or flooded rumors from `sender`.
-    pub(super) fn on_detection(&mut self, now: Instant, from: SocketAddr, sender: &Id, message: Message) {
+    pub(super) fn on_detection(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sender: &Id,
+        message: Message,
+    ) {
         if !self.config.probe {
             return;
         }
