@@ -248,9 +248,10 @@ impl Config {
         {
             return bad("probe_timeout must be positive and at most half of gossip_interval");
         }
-        if !(self.suspicion_mult > 0.0 && self.suspicion_mult <= 100.0)
-            || !(1.0..=100.0).contains(&self.suspicion_max_mult)
-        {
+        let suspicion_ok = self.suspicion_mult > 0.0
+            && self.suspicion_mult <= 100.0
+            && (1.0..=100.0).contains(&self.suspicion_max_mult);
+        if !suspicion_ok {
             return bad("suspicion_mult must be in (0, 100], suspicion_max_mult in [1, 100]");
         }
         if self.max_nodes < 2

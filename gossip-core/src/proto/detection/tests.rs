@@ -10,7 +10,7 @@ const MS: Duration = Duration::from_millis(1);
 fn id(name: &str, port: u16) -> Id {
     Arc::new(NodeId::new(
         name,
-        format!("127.0.0.1:{port}").parse().unwrap(),
+        SocketAddr::from(([127, 0, 0, 1], port)),
         1,
     ))
 }
