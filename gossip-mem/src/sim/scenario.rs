@@ -959,7 +959,6 @@ fn detection_bytes(sim: &Sim) -> u64 {
 
 /// Runs one failure scenario. Returns `None` if the cluster did not even
 /// form (membership did not converge within 200 rounds).
-
 pub fn failure(kind: Kind, cfg: &ScenarioConfig) -> Option<ScenarioReport> {
     if kind == Kind::Join {
         return Some(join(cfg));
