@@ -48,6 +48,9 @@ pub const REFUTE_STRIDE: u64 = 1024;
 pub(crate) const REFUTE_MARGIN: u64 = REFUTE_STRIDE / 2;
 /// Most rumors piggybacked on one probe message.
 const PIGGYBACK: usize = 6;
+/// Times each rumor is piggybacked: the flood reaches almost every node,
+/// so a fixed few repair the rest.
+const RETRANSMITS: u32 = 8;
 /// Most rumors waiting to be piggybacked (older ones give way).
 const MAX_QUEUED: usize = 64;
 /// Rumors remembered as seen, so each is flooded once.
@@ -529,13 +532,7 @@ impl Detection {
         if self.queued.len() >= MAX_QUEUED {
             self.queued.remove(0);
         }
-        self.queued.push((rumor, self.retransmits()));
-    }
-
-    fn retransmits(&self) -> u32 {
-        // memberlist's 4 × ceil(log10(n + 1)) with n unknown here: the
-        // flood reaches almost all, so a fixed few suffice for the rest.
-        8
+        self.queued.push((rumor, RETRANSMITS));
     }
 
     fn remember(&mut self, rumor: &Rumor) -> bool {
