@@ -3,23 +3,14 @@
 //! events out.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use gossip_core::proto::{
-    Config, DigestEntry, Envelope, Event, Instant, KeyUpdate, Message, Node, NodeDelta, NodeId,
-    Transmit, cluster_id,
+    Config, DigestEntry, Event, Instant, KeyUpdate, Message, NodeDelta, Transmit,
 };
 
-const PEERS: u16 = 8;
-
-fn addr(i: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 7000 + i))
-}
-
-fn id(i: u16) -> Arc<NodeId> {
-    Arc::new(NodeId::new(format!("n{i}"), addr(i), 1))
-}
+mod common;
+use common::{addr, deliver, drain, id, node};
 
 /// Fan-outs above one, so that "all but one" and "not the eager ones" say
 /// something.
@@ -30,56 +21,6 @@ fn config() -> Config {
         lazy_fanout: 4,
         ..Config::default()
     }
-}
-
-fn deliver(n: &mut Node, now: Instant, from: u16, message: Message) {
-    let envelope = Envelope {
-        cluster: cluster_id(&n.config().cluster),
-        from: id(from),
-        message,
-    };
-    n.handle_message(now, addr(from), envelope)
-        .expect("accepted");
-}
-
-fn drain(n: &mut Node) -> (Vec<Transmit>, Vec<Event>) {
-    let t = std::iter::from_fn(|| n.poll_transmit()).collect();
-    let e = std::iter::from_fn(|| n.poll_event()).collect();
-    (t, e)
-}
-
-/// Node n0, knowing n1..=n8 (each announced itself), after its first
-/// round, with nothing queued.
-fn node(config: Config) -> Node {
-    let mut n = Node::new(
-        config,
-        NodeId::new("n0", addr(0), 1),
-        vec![],
-        7,
-        Instant::ZERO,
-    )
-    .expect("valid config");
-    for i in 1..=PEERS {
-        let digest = vec![DigestEntry {
-            id: id(i),
-            heartbeat: 1,
-            max_version: 0,
-        }];
-        deliver(
-            &mut n,
-            Instant::ZERO,
-            i,
-            Message::Syn {
-                digest,
-                known: 9,
-                page: None,
-            },
-        );
-    }
-    // The first round, so that the next is far off.
-    n.handle_timeout(Instant::ZERO);
-    drain(&mut n);
-    n
 }
 
 /// `owner`'s update of `key` at `version`, above `version - 1`.
@@ -369,8 +310,9 @@ fn heartbeats_are_not_pushed() {
         let (t, _) = drain(&mut n);
         assert!(
             t.iter()
-                .all(|t| matches!(t.envelope.message, Message::Syn { .. })),
-            "round {r}: only the periodic exchange: {t:?}"
+                .all(|t| matches!(t.envelope.message, Message::Syn { .. })
+                    || t.envelope.message.kind().is_detection()),
+            "round {r}: only the periodic exchange and probes: {t:?}"
         );
     }
 }

@@ -69,15 +69,17 @@ pub struct Config {
     /// How long a peer stays Suspect (phi above threshold throughout) before
     /// it is declared Dead.
     pub suspect_timeout: Duration,
-    /// Off by default until it passes the 20 % loss scenario (issue 13).
     /// Detect failures by probing (SWIM with Lifeguard's refinements, see
     /// [`detection`](crate::proto::detection)): one random peer per
-    /// `gossip_interval`. The heartbeat (phi) detector keeps running beside
-    /// it as a backstop; off, it is the only detector.
+    /// `gossip_interval`. On by default. The heartbeat (phi) detector keeps
+    /// running beside it as a slower backstop; with probing off it is the
+    /// only detector (a crash is then seen by all in about 12 rounds
+    /// instead of about 3.5 at 100 nodes).
     pub probe: bool,
     /// How long a probe waits for a direct answer before it tries again and
     /// through `indirect_probes` other peers; the probe fails if nobody
-    /// answered by the end of the interval. A few round trips.
+    /// answered by the end of the interval. A few round trips; at most
+    /// half of `gossip_interval` is used, so the indirect probes have time.
     pub probe_timeout: Duration,
     /// Peers asked to probe a target that did not answer directly.
     pub indirect_probes: usize,
@@ -85,7 +87,7 @@ pub struct Config {
     /// a node is flooded to, besides riding on later probes.
     pub rumor_fanout: usize,
     /// Shortest suspicion before an accuser convicts, in `log10(members)`
-    /// intervals (at least one interval).
+    /// intervals (at least one and a half intervals).
     pub suspicion_mult: f64,
     /// Longest suspicion, as a multiple of the shortest: a suspicion starts
     /// there and falls to the shortest as independent accusers confirm it.
@@ -172,7 +174,7 @@ impl Default for Config {
             acceptable_pause: Duration::from_secs(2),
             phi_smoothing: 0.1,
             suspect_timeout: Duration::from_secs(3),
-            probe: false,
+            probe: true,
             probe_timeout: Duration::from_millis(200),
             indirect_probes: 3,
             rumor_fanout: 4,
@@ -244,10 +246,8 @@ impl Config {
         if self.eager_batch >= self.gossip_interval || self.lazy_batch >= self.gossip_interval {
             return bad("eager_batch and lazy_batch must be shorter than gossip_interval");
         }
-        if self.probe
-            && (self.probe_timeout.is_zero() || self.probe_timeout > self.gossip_interval / 2)
-        {
-            return bad("probe_timeout must be positive and at most half of gossip_interval");
+        if self.probe && self.probe_timeout.is_zero() {
+            return bad("probe_timeout must be positive");
         }
         let suspicion_ok = self.suspicion_mult > 0.0
             && self.suspicion_mult <= 100.0

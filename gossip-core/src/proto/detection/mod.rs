@@ -62,7 +62,7 @@ const MAX_RELAYS: usize = 64;
 /// Shortest suspicion, in periods: an accuser re-probes its suspect every
 /// period, so a node cut off for up to two periods (a flapping link) can
 /// answer before it is convicted.
-const MIN_SUSPICION_PERIODS: f64 = 2.0;
+const MIN_SUSPICION_PERIODS: f64 = 1.5;
 /// Most suspects an accuser pings again per period.
 const MAX_REPROBES: usize = 8;
 /// Highest local-health score (timeouts stretch up to `1 + MAX_HEALTH`-fold).
@@ -548,24 +548,51 @@ impl Detection {
         true
     }
 
-    /// Up to [`PIGGYBACK`] queued rumors for a probe message, those about
-    /// `to` first (it should hear what is said of it), then the least sent.
+    /// Up to [`PIGGYBACK`] rumors for a probe message to `to`: first what
+    /// this node holds against `to` (it must hear it to refute, however
+    /// often the rumor was sent already), then queued rumors, the least
+    /// sent first.
     fn piggyback(&mut self, to: Option<&Id>) -> Vec<Rumor> {
-        let about = |r: &Rumor| to.is_some_and(|t| t.name == r.id.name);
-        let mut order: Vec<usize> = (0..self.queued.len()).collect();
-        order.sort_by_key(|&i| {
-            (
-                !about(&self.queued[i].0),
-                std::cmp::Reverse(self.queued[i].1),
-            )
-        });
-        order.truncate(PIGGYBACK);
-        let picked: Vec<Rumor> = order.iter().map(|&i| self.queued[i].0.clone()).collect();
+        let mut picked: Vec<Rumor> = to.and_then(|t| self.claim_against(t)).into_iter().collect();
+        let mut order: Vec<usize> = (0..self.queued.len())
+            .filter(|&i| !picked.contains(&self.queued[i].0))
+            .collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(self.queued[i].1));
+        order.truncate(PIGGYBACK - picked.len());
+        picked.extend(order.iter().map(|&i| self.queued[i].0.clone()));
         for &i in &order {
             self.queued[i].1 = self.queued[i].1.saturating_sub(1);
         }
         self.queued.retain(|(_, left)| *left > 0);
         picked
+    }
+
+    /// The suspicion or conviction of `id` this node holds, as a rumor.
+    fn claim_against(&self, id: &Id) -> Option<Rumor> {
+        if let Some(s) = self
+            .suspects
+            .get(&id.name)
+            .filter(|s| s.id.generation == id.generation)
+        {
+            let by = if s.mine {
+                self.me.name.clone()
+            } else {
+                s.accusers.first()?.clone()
+            };
+            return Some(Rumor {
+                id: s.id.clone(),
+                heartbeat: s.stamp,
+                kind: RumorKind::Suspect,
+                by,
+            });
+        }
+        let &(generation, stamp, _) = self.dead.get(&id.name)?;
+        (generation == id.generation).then(|| Rumor {
+            id: id.clone(),
+            heartbeat: stamp,
+            kind: RumorKind::Dead,
+            by: self.me.name.clone(),
+        })
     }
 
     /// A `Ping` arrived: answer it.
@@ -742,12 +769,14 @@ impl Detection {
         self.spread(rumor, None, peers);
     }
 
-    /// Rumors arrived from `from` (alone, or piggybacked). `held` tells
-    /// what this node holds of a member; `peers` are flood targets.
+    /// Rumors arrived from `sender` at `from` (alone, or piggybacked).
+    /// `held` tells what this node holds of a member; `peers` are flood
+    /// targets.
     pub fn on_rumors(
         &mut self,
         now: Instant,
         from: SocketAddr,
+        sender: &Id,
         rumors: Vec<Rumor>,
         held: impl Fn(&Id) -> Option<Held>,
         peers: &[Id],
@@ -780,6 +809,13 @@ impl Detection {
                 RumorKind::Suspect if refuted || h.status == Status::Dead => continue,
                 RumorKind::Suspect => {
                     let (id, stamp, by) = (r.id.clone(), r.heartbeat, r.by.clone());
+                    // Straight from its accuser: one of the few first told,
+                    // who probe the suspect next, so that a crash gathers
+                    // its confirmations within a period and a false
+                    // suspicion is answered by the suspect's own acks.
+                    if by == sender.name && !self.urgent.iter().any(|u| u.name == id.name) {
+                        self.urgent.push_back(id.clone());
+                    }
                     self.spread(r, Some(from), peers);
                     self.accuse(now, id, stamp.max(h.heartbeat), by, false, peers);
                 }

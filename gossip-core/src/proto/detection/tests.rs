@@ -59,9 +59,9 @@ impl T {
     fn rumors(&mut self, now: Instant, from: usize, rumors: Vec<Rumor>) -> Vec<Out> {
         let peers = self.peers.clone();
         let held = |id: &Id| held_in(&peers, id);
-        let addr = self.peers[from].addr;
+        let sender = self.peers[from].clone();
         self.d
-            .on_rumors(now, addr, rumors, held, &self.peers.clone());
+            .on_rumors(now, sender.addr, &sender, rumors, held, &self.peers.clone());
         self.d.take()
     }
 
@@ -207,6 +207,42 @@ fn a_failed_probe_suspects_tells_the_suspect_floods_and_probes_it_again() {
 }
 
 #[test]
+fn every_message_to_a_suspect_carries_the_suspicion_however_often_it_went() {
+    let mut t = T::new();
+    suspect_first(&mut t);
+    let target = t.peers[0].clone();
+    let s = rumor(&target, 10, RumorKind::Suspect, "me");
+    // Answers to another peer's pings use up the rumor's retransmits.
+    let other = t.peers[3].clone();
+    for seq in 0..2 * u64::from(RETRANSMITS) {
+        t.d.on_ping(other.addr, &other, seq);
+    }
+    let carried = t
+        .d
+        .take()
+        .iter()
+        .filter(
+            |o| matches!(o, Out::Send(_, Message::PingAck { rumors, .. }) if rumors.contains(&s)),
+        )
+        .count();
+    assert_eq!(
+        carried, RETRANSMITS as usize,
+        "others hear it a fixed few times"
+    );
+    // The suspect still hears it, first, on every message to it.
+    for seq in 0..3 {
+        t.d.on_ping(target.addr, &target, 100 + seq);
+        match &t.d.take()[..] {
+            [Out::Send(to, Message::PingAck { rumors, .. })] => {
+                assert_eq!(*to, target.addr);
+                assert_eq!(rumors.first(), Some(&s));
+            }
+            other => panic!("expected one answer, got {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn suspicion_timeout_falls_with_confirmations_to_the_minimum() {
     let p = params();
     let (min, max) = p.suspicion_bounds(100);
@@ -216,8 +252,8 @@ fn suspicion_timeout_falls_with_confirmations_to_the_minimum() {
     assert!(t.windows(2).all(|w| w[1] <= w[0]), "{t:?}");
     assert_eq!(t[3], min, "K = 3 confirmations reach the minimum");
     assert_eq!(t[5], min);
-    // Small clusters: at least two periods.
-    assert_eq!(p.suspicion_bounds(2).0, Duration::from_secs(2));
+    // Small clusters: at least one and a half periods.
+    assert_eq!(p.suspicion_bounds(2).0, Duration::from_millis(1500));
 }
 
 /// Fails the probe of `peers[0]` at 0 and returns the time it was suspected.
@@ -359,7 +395,8 @@ fn a_failed_probe_costs_health_only_if_no_helper_was_heard() {
 fn a_heard_suspicion_marks_suspect_and_floods_but_never_convicts_alone() {
     let mut t = T::new();
     let victim = t.peers[4].clone();
-    let outs = t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Suspect, "p2")]);
+    // Relayed by p2; p3 accused.
+    let outs = t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Suspect, "p3")]);
     assert_eq!(
         sends(&outs),
         vec![
@@ -398,6 +435,35 @@ fn a_heard_suspicion_marks_suspect_and_floods_but_never_convicts_alone() {
         sends(&outs).contains(&(victim.addr, MessageKind::Ping)),
         "the suspect probed once the suspicion outlived the longest timeout: {outs:?}"
     );
+}
+
+#[test]
+fn a_suspicion_straight_from_its_accuser_makes_the_suspect_the_next_probe() {
+    let mut t = T::new();
+    let victim = t.peers[4].clone();
+    // p2 accused and told this node itself.
+    t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Suspect, "p2")]);
+    let outs = t.tick(at(0));
+    let pings: Vec<SocketAddr> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Out::Send(to, Message::Ping { .. }) => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pings, vec![victim.addr], "the suspect, not p1: {outs:?}");
+    // Unanswered too: this node becomes a second accuser, which floods.
+    t.tick(at(200));
+    let outs = t.tick(at(1000));
+    assert!(outs.contains(&Out::Suspect {
+        id: victim.clone(),
+        accusers: 2
+    }));
+    let mine = rumor(&victim, 10, RumorKind::Suspect, "me");
+    assert!(outs.contains(&Out::Send(
+        victim.addr,
+        Message::Rumors { rumors: vec![mine] }
+    )));
 }
 
 #[test]

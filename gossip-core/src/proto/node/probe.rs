@@ -37,24 +37,20 @@ impl Node {
         if !self.config.probe {
             return;
         }
-        let rumors = match message {
-            Message::Ping { seq, rumors } => {
-                self.detection.on_ping(from, sender, seq);
-                rumors
-            }
+        // Rumors first, then the answer: an answer to a ping that carried
+        // a suspicion of this node then carries the refutation back.
+        let (rumors, answer) = match message {
+            Message::Ping { seq, rumors } => (rumors, Answer::Ping(seq)),
             Message::PingReq {
                 seq,
                 target,
                 rumors,
-            } => {
-                self.detection.on_ping_req(now, from, seq, target);
-                rumors
-            }
+            } => (rumors, Answer::Relay(seq, target)),
             Message::PingAck { seq, rumors } => {
                 self.detection.on_ping_ack(seq);
-                rumors
+                (rumors, Answer::None)
             }
-            Message::Rumors { rumors } => rumors,
+            Message::Rumors { rumors } => (rumors, Answer::None),
             _ => return,
         };
         let rumors: Vec<Rumor> = rumors
@@ -75,7 +71,13 @@ impl Node {
         if !rumors.is_empty() {
             let members = &self.members;
             self.detection
-                .on_rumors(now, from, rumors, |id| held(members, id), &peers);
+                .on_rumors(now, from, sender, rumors, |id| held(members, id), &peers);
+            self.run_detection(now, &peers);
+        }
+        match answer {
+            Answer::Ping(seq) => self.detection.on_ping(from, sender, seq),
+            Answer::Relay(seq, target) => self.detection.on_ping_req(now, from, seq, target),
+            Answer::None => {}
         }
         self.run_detection(now, &peers);
     }
@@ -152,6 +154,15 @@ impl Node {
             reason,
         });
     }
+}
+
+/// What a probe message asks of its receiver once its rumors are handled.
+enum Answer {
+    /// Acknowledge the ping with this sequence number.
+    Ping(u64),
+    /// Probe this target for the sender's sequence number.
+    Relay(u64, Id),
+    None,
 }
 
 /// What `members` holds of the member named like `id`.
