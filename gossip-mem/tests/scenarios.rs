@@ -6,6 +6,17 @@ use std::time::Duration;
 use gossip_mem::sim::scenario::{self, Before, Kind, ScenarioConfig, ScenarioReport};
 
 fn run(kind: Kind, nodes: usize, loss: f64, duration: f64, seed: u64) -> ScenarioReport {
+    run_after(kind, Before::Nothing, nodes, loss, duration, seed)
+}
+
+fn run_after(
+    kind: Kind,
+    before: Before,
+    nodes: usize,
+    loss: f64,
+    duration: f64,
+    seed: u64,
+) -> ScenarioReport {
     let mut sim = scenario::config(seed, 3, 0.0);
     if kind == Kind::Churn {
         sim.proto.grace_period = Duration::from_secs(30);
@@ -14,14 +25,15 @@ fn run(kind: Kind, nodes: usize, loss: f64, duration: f64, seed: u64) -> Scenari
         nodes,
         loss,
         duration,
-        before: Before::Nothing,
+        before,
         delay: Duration::ZERO,
         full_checks: true,
         sim,
     };
     let r = scenario::failure(kind, &cfg).expect("the cluster forms");
+    let after = format!("{before:?}").to_lowercase();
     let replay = format!(
-        "replay: cargo run --release --example simulate -- --scenario {} --nodes {nodes} --loss {loss} --duration {duration} --seed {seed} --full-checks",
+        "replay: cargo run --release --example simulate -- --scenario {} --after {after} --nodes {nodes} --loss {loss} --duration {duration} --seed {seed} --full-checks",
         kind.name()
     );
     assert!(
@@ -55,6 +67,18 @@ fn a_crashed_node_is_declared_dead_by_everyone_within_a_few_probe_periods() {
             0.0 < first && first <= 3.0 && first <= d,
             "seed {seed}: first suspicion {first}, detection {d}"
         );
+    }
+}
+
+#[test]
+fn a_healed_partition_leaves_no_stale_verdicts_behind() {
+    // Each half convicted the other while cut off; after the heal those
+    // verdicts, still queued or in flight, must not convict a live node
+    // (seed 3 once did: a Dead rumor from the partition piggybacked after
+    // the heal).
+    for seed in 1..=4 {
+        let r = run_after(Kind::Crash, Before::Partition, 100, 0.0, 0.0, seed);
+        assert!(r.detection_rounds.is_some(), "seed {seed}: {r:?}");
     }
 }
 

@@ -53,6 +53,14 @@ const PIGGYBACK: usize = 6;
 const RETRANSMITS: u32 = 8;
 /// Most rumors waiting to be piggybacked (older ones give way).
 const MAX_QUEUED: usize = 64;
+/// Periods a rumor rides on probes at most, retransmits left or not: the
+/// flood and a few piggybacks spread it within them, and a verdict
+/// delivered much later (say, after a partition healed) would be stale.
+const RUMOR_LIFETIME_PERIODS: u64 = 4;
+/// A Dead rumor whose heartbeat is this far below the one held of a Live
+/// member is about an earlier stretch of its life (heartbeats advance one
+/// a round): the receiver probes the member instead of convicting it.
+const STALE_VERDICT: u64 = 32;
 /// Rumors remembered as seen, so each is flooded once.
 const MAX_SEEN: usize = 4096;
 /// Most suspicions and convictions tracked at once.
@@ -191,7 +199,10 @@ pub(crate) struct Detection {
     dead: HashMap<String, (u64, u64, Option<Instant>)>,
     seen: HashSet<Rumor>,
     seen_order: VecDeque<Rumor>,
-    queued: Vec<(Rumor, u32)>,
+    /// Rumors to piggyback: retransmits left, and the period queued in.
+    queued: Vec<(Rumor, u32, u64)>,
+    /// Probe periods begun so far.
+    periods: u64,
     /// This node's last refutation.
     alive: Option<Rumor>,
     health: u32,
@@ -215,6 +226,7 @@ impl Detection {
             seen: HashSet::new(),
             seen_order: VecDeque::new(),
             queued: Vec::new(),
+            periods: 0,
             alive: None,
             health: 0,
             out: Vec::new(),
@@ -319,6 +331,10 @@ impl Detection {
             }
         }
         if now >= self.next_probe {
+            self.periods += 1;
+            let periods = self.periods;
+            self.queued
+                .retain(|&(_, _, at)| periods - at <= RUMOR_LIFETIME_PERIODS);
             self.conclude_probe(now, peers, held);
             self.start_probe(now, peers);
             self.reprobe();
@@ -532,7 +548,7 @@ impl Detection {
         if self.queued.len() >= MAX_QUEUED {
             self.queued.remove(0);
         }
-        self.queued.push((rumor, RETRANSMITS));
+        self.queued.push((rumor, RETRANSMITS, self.periods));
     }
 
     fn remember(&mut self, rumor: &Rumor) -> bool {
@@ -563,7 +579,7 @@ impl Detection {
         for &i in &order {
             self.queued[i].1 = self.queued[i].1.saturating_sub(1);
         }
-        self.queued.retain(|(_, left)| *left > 0);
+        self.queued.retain(|&(_, left, _)| left > 0);
         picked
     }
 
@@ -820,6 +836,15 @@ impl Detection {
                     self.accuse(now, id, stamp.max(h.heartbeat), by, false, peers);
                 }
                 RumorKind::Dead if refuted => continue,
+                RumorKind::Dead
+                    if h.status == Status::Live
+                        && h.heartbeat >= r.heartbeat.saturating_add(STALE_VERDICT) =>
+                {
+                    if !self.urgent.iter().any(|u| u.name == r.id.name) {
+                        self.urgent.push_back(r.id.clone());
+                    }
+                    self.remember(&r);
+                }
                 RumorKind::Dead => {
                     let accusers = self
                         .suspects

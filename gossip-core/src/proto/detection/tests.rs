@@ -36,6 +36,8 @@ struct T {
     d: Detection,
     me: Id,
     peers: Vec<Id>,
+    /// The heartbeat held of every peer.
+    heartbeat: u64,
 }
 
 impl T {
@@ -46,19 +48,20 @@ impl T {
             d: Detection::new(params(), me.clone(), at(0)),
             me,
             peers,
+            heartbeat: 10,
         }
     }
 
     fn tick(&mut self, now: Instant) -> Vec<Out> {
         let peers = self.peers.clone();
-        let held = |id: &Id| held_in(&peers, id);
+        let held = |id: &Id| held_in(&peers, id, self.heartbeat);
         self.d.tick(now, &self.peers.clone(), 100, held);
         self.d.take()
     }
 
     fn rumors(&mut self, now: Instant, from: usize, rumors: Vec<Rumor>) -> Vec<Out> {
         let peers = self.peers.clone();
-        let held = |id: &Id| held_in(&peers, id);
+        let held = |id: &Id| held_in(&peers, id, self.heartbeat);
         let sender = self.peers[from].clone();
         self.d
             .on_rumors(now, sender.addr, &sender, rumors, held, &self.peers.clone());
@@ -75,11 +78,11 @@ impl T {
     }
 }
 
-/// Every peer held Live at heartbeat 10.
-fn held_in(peers: &[Id], id: &Id) -> Option<Held> {
+/// Every peer held Live at `heartbeat`.
+fn held_in(peers: &[Id], id: &Id, heartbeat: u64) -> Option<Held> {
     peers.iter().find(|p| p.name == id.name).map(|p| Held {
         id: p.clone(),
-        heartbeat: 10,
+        heartbeat,
         status: Status::Live,
     })
 }
@@ -587,6 +590,57 @@ fn a_dead_rumor_convicts_once_and_floods_once() {
     }));
     assert_eq!(sends(&outs).len(), 2);
     assert!(t.rumors(at(1), 2, vec![r]).is_empty());
+}
+
+#[test]
+fn a_stale_dead_rumor_about_a_live_member_is_checked_not_believed() {
+    let mut t = T::new();
+    t.heartbeat = 10 + STALE_VERDICT;
+    let victim = t.peers[4].clone();
+    let outs = t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Dead, "p2")]);
+    assert!(outs.is_empty(), "neither convicted nor flooded: {outs:?}");
+    // The member is probed next instead.
+    let pings: Vec<SocketAddr> = t
+        .tick(at(0))
+        .iter()
+        .filter_map(|o| match o {
+            Out::Send(to, Message::Ping { .. }) => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pings, vec![victim.addr]);
+    // One heartbeat less, and the verdict is believed.
+    let mut t = T::new();
+    t.heartbeat = 10 + STALE_VERDICT - 1;
+    let outs = t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Dead, "p2")]);
+    assert!(outs.contains(&Out::Dead {
+        id: victim,
+        accusers: 1
+    }));
+}
+
+#[test]
+fn a_rumor_stops_riding_on_probes_after_its_lifetime() {
+    let mut t = T::new();
+    let victim = t.peers[4].clone();
+    let r = rumor(&victim, 10, RumorKind::Suspect, "p3");
+    t.rumors(at(0), 1, vec![r.clone()]);
+    let other = t.peers[3].clone();
+    let carried = |t: &mut T, seq: u64| {
+        t.d.on_ping(other.addr, &other, seq);
+        t.d.take().iter().any(
+            |o| matches!(o, Out::Send(_, Message::PingAck { rumors, .. }) if rumors.contains(&r)),
+        )
+    };
+    // Periods go by with the probes answered, the rumor not yet sent.
+    for p in 0..RUMOR_LIFETIME_PERIODS {
+        let seq = T::seq_of_ping(&t.tick(at(p * 1000)));
+        t.d.on_ping_ack(seq);
+    }
+    assert!(carried(&mut t, 900), "still within its lifetime");
+    let seq = T::seq_of_ping(&t.tick(at(RUMOR_LIFETIME_PERIODS * 1000)));
+    t.d.on_ping_ack(seq);
+    assert!(!carried(&mut t, 901), "spent after its lifetime");
 }
 
 #[test]
