@@ -37,7 +37,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
-use gossip_core::actor::{Delete, GossipNode, Leave, NodeBuilder, Set, Snapshot, Stop, Subscribe};
+use gossip_core::actor::{
+    Delete, GossipNode, Leave, NodeBuilder, Set, Snapshot, Stop, Subscribe, Update,
+};
 use gossip_core::proto::{Config, Event, Status};
 use gossip_quic::{NodeIdentity, QuicConfig, QuicHandle, QuicTransport, write_cluster_valid_for};
 use serde_json::{Value as Json, json};
@@ -209,8 +211,12 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         node: args.name.clone(),
         json: args.json,
     };
-    let printer = Printer { out: out.clone() }.start();
-    node.send(Subscribe::new(printer.recipient())).await?;
+    let sub = node.send(Subscribe::all()).await?;
+    let out_here = out.clone();
+    Printer::create(move |ctx| {
+        Printer::add_stream(sub, ctx);
+        Printer { out: out_here }
+    });
     let me = node.send(Snapshot).await?.id;
     out.emit(
         json!({"event": "started", "addr": me.addr.to_string(), "generation": me.generation, "cluster": args.cluster}),
@@ -459,10 +465,19 @@ impl Actor for Printer {
     type Context = Context<Self>;
 }
 
-impl Handler<Event> for Printer {
-    type Result = ();
-
-    fn handle(&mut self, event: Event, _ctx: &mut Self::Context) {
+impl StreamHandler<Update> for Printer {
+    fn handle(&mut self, update: Update, _ctx: &mut Self::Context) {
+        let event = match update {
+            Update::Event(event) => event,
+            Update::Lagged { missed } => {
+                self.out.emit(
+                    json!({"event": "lagged", "missed": missed}),
+                    format!("missed {missed} events"),
+                );
+                return;
+            }
+            _ => return,
+        };
         let (object, human) = match &event {
             Event::MemberJoined { id } => (
                 json!({"event": "member_joined", "member": id.name, "addr": id.addr.to_string(), "generation": id.generation}),

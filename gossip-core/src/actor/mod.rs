@@ -11,7 +11,7 @@
 //! | [`Get`] | `Option<Value>` |
 //! | [`GetMember`] | `Option<MemberInfo>` |
 //! | [`Snapshot`] | [`NodeSnapshot`]: members with status, key-values |
-//! | [`Subscribe`] | `()`; later [`Event`](crate::proto::Event)s are forwarded (bounded), e.g. to an [`EventFn`] |
+//! | [`Subscribe`] (a [`Filter`]; optionally a watch) | a [`Subscription`] of [`Update`]s, until dropped; e.g. into an [`EventFn`] |
 //! | [`Leave`] | [`LeaveOutcome`] once a peer holds the announcement, or at the timeout |
 //! | [`Stop`] | `()` once the transport is closed; the actor stops |
 //! | [`GetMetrics`] | [`NodeMetrics`]: protocol counters, gauges, shell counters |
@@ -36,6 +36,7 @@ mod builder;
 mod messages;
 mod node;
 mod sink;
+mod subscribe;
 
 pub use builder::{DEFAULT_MAILBOX_CAPACITY, NodeBuilder, StartError};
 pub use messages::{
@@ -44,3 +45,4 @@ pub use messages::{
 };
 pub use node::GossipNode;
 pub use sink::EventFn;
+pub use subscribe::{Current, EventKind, Filter, KeyValue, Kinds, Subscription, Update};

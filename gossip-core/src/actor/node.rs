@@ -11,6 +11,7 @@ use super::messages::{
     ActorMetrics, Delete, Get, GetMember, GetMetrics, Leave, LeaveOutcome, NodeMetrics,
     NodeSnapshot, Set, Snapshot, Stop, Subscribe, Value,
 };
+use super::subscribe::{Current, KeyValue, Offer, Subscriber};
 use crate::proto::{self, Event, MemberInfo, Node, WriteError};
 use crate::transport::{Incoming, Received, Transport, TransportError};
 
@@ -35,14 +36,6 @@ impl Clock {
         let micros = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
         proto::Instant::from_micros(micros)
     }
-}
-
-/// One event subscriber and its in-flight count (see [`Subscribe`]).
-struct Subscriber {
-    id: u64,
-    recipient: Recipient<Event>,
-    capacity: usize,
-    in_flight: usize,
 }
 
 /// One gossip node as an actix actor.
@@ -73,7 +66,6 @@ pub struct GossipNode {
     /// The one armed timer and the deadline it fires at.
     timer: Option<(SpawnHandle, proto::Instant)>,
     subscribers: Vec<Subscriber>,
-    next_subscriber: u64,
     leave_waiters: Vec<oneshot::Sender<LeaveOutcome>>,
     leave_announced: bool,
     stopping: bool,
@@ -99,7 +91,6 @@ impl GossipNode {
             mailbox_capacity,
             timer: None,
             subscribers: Vec::new(),
-            next_subscriber: 0,
             leave_waiters: Vec::new(),
             leave_announced: false,
             stopping: false,
@@ -112,13 +103,40 @@ impl GossipNode {
         self.clock.now()
     }
 
+    /// The state a new watch starts with: the members and live keys its
+    /// filter is about.
+    fn current(&self, s: &Subscriber) -> Current {
+        let members: Vec<MemberInfo> = self
+            .core
+            .members()
+            .into_iter()
+            .filter(|m| s.wants_member(&m.id.name))
+            .collect();
+        let mut keys = Vec::new();
+        for m in self.core.members() {
+            for (key, value, version) in self.core.keys(&m.id.name) {
+                if s.wants_key(&m.id.name, key) {
+                    keys.push(KeyValue {
+                        owner: m.id.clone(),
+                        key: key.to_owned(),
+                        value: Value {
+                            value: value.clone(),
+                            version,
+                        },
+                    });
+                }
+            }
+        }
+        Current { members, keys }
+    }
+
     /// Carries out everything the core asked for after an input.
     fn drain(&mut self, ctx: &mut Context<Self>) {
         while let Some(tx) = self.core.poll_transmit() {
             self.transmit(tx);
         }
         while let Some(event) = self.core.poll_event() {
-            self.on_event(event, ctx);
+            self.on_event(event);
         }
         self.arm_timer(ctx);
     }
@@ -144,7 +162,7 @@ impl GossipNode {
         }
     }
 
-    fn on_event(&mut self, event: Event, ctx: &mut Context<Self>) {
+    fn on_event(&mut self, event: Event) {
         tracing::debug!(node = %self.core.id(), ?event, "gossip event");
         if matches!(event, Event::LeaveAnnounced) {
             self.leave_announced = true;
@@ -152,39 +170,26 @@ impl GossipNode {
                 let _ = w.send(LeaveOutcome::Announced);
             }
         }
-        self.forward(event, ctx);
+        self.forward(event);
     }
 
-    /// Sends `event` to every subscriber with room in its in-flight bound;
-    /// drops and counts it for the others.
-    fn forward(&mut self, event: Event, ctx: &mut Context<Self>) {
-        self.subscribers.retain(|s| s.recipient.connected());
-        for s in &mut self.subscribers {
-            if s.in_flight >= s.capacity {
-                self.counters.events_dropped += 1;
-                continue;
+    /// Offers `event` to every subscriber (never waiting for one), and
+    /// forgets those whose handle was dropped.
+    fn forward(&mut self, event: Event) {
+        let me = &self.core.id().name;
+        let counters = &mut self.counters;
+        self.subscribers.retain_mut(|s| match s.offer(me, &event) {
+            Offer::Skipped => true,
+            Offer::Queued => {
+                counters.events_forwarded += 1;
+                true
             }
-            s.in_flight += 1;
-            let id = s.id;
-            let request = s.recipient.send(event.clone());
-            ctx.spawn(
-                actix::fut::wrap_future::<_, Self>(request).map(move |result, act, _| {
-                    act.delivered(id, result.is_ok());
-                }),
-            );
-        }
-    }
-
-    fn delivered(&mut self, id: u64, ok: bool) {
-        if let Some(i) = self.subscribers.iter().position(|s| s.id == id) {
-            if ok {
-                self.counters.events_forwarded += 1;
-                self.subscribers[i].in_flight -= 1;
-            } else {
-                // Only a stopped subscriber fails a request without timeout.
-                self.subscribers.swap_remove(i);
+            Offer::Missed => {
+                counters.events_dropped += 1;
+                true
             }
-        }
+            Offer::Gone => false,
+        });
     }
 
     /// Keeps exactly one timer armed, at the core's deadline.
@@ -375,19 +380,17 @@ impl Handler<Snapshot> for GossipNode {
 }
 
 impl Handler<Subscribe> for GossipNode {
-    type Result = ();
+    type Result = MessageResult<Subscribe>;
 
-    fn handle(&mut self, msg: Subscribe, _ctx: &mut Self::Context) {
-        let id = self.next_subscriber;
-        self.next_subscriber += 1;
-        let capacity = msg.capacity.max(1);
-        self.subscribers.push(Subscriber {
-            id,
-            recipient: msg.recipient,
-            capacity,
-            in_flight: 0,
-        });
-        tracing::debug!(node = %self.core.id(), subscriber = id, capacity, "subscribed");
+    fn handle(&mut self, msg: Subscribe, _ctx: &mut Self::Context) -> Self::Result {
+        self.subscribers.retain(|s| !s.is_closed());
+        let (mut subscriber, handle) = Subscriber::new(msg.filter, msg.capacity);
+        if msg.watch {
+            subscriber.send_current(self.current(&subscriber));
+        }
+        self.subscribers.push(subscriber);
+        tracing::debug!(node = %self.core.id(), capacity = msg.capacity, watch = msg.watch, "subscribed");
+        MessageResult(handle)
     }
 }
 
@@ -444,7 +447,7 @@ impl Handler<GetMetrics> for GossipNode {
 
     fn handle(&mut self, _msg: GetMetrics, _ctx: &mut Self::Context) -> Self::Result {
         let actor = ActorMetrics {
-            subscribers: self.subscribers.len(),
+            subscribers: self.subscribers.iter().filter(|s| !s.is_closed()).count(),
             ..self.counters
         };
         MessageResult(NodeMetrics {
