@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use actix::Addr;
 use bytes::Bytes;
+use futures::StreamExt;
+use gossip_core::Transport;
 use gossip_core::actor::{
-    Filter, GetMetrics, GossipNode, NodeBuilder, Set, Subscribe, Subscription, Update,
+    Filter, GetId, GetKeys, GetMembers, GetMetrics, GetValues, GossipNode, NodeBuilder, Set,
+    SetSeeds, Subscribe, Subscription, Update,
 };
-use gossip_core::proto::{Config, Event};
+use gossip_core::proto::{Config, Event, Instant, Node, NodeId, Status};
 use gossip_mem::net::MemNetwork;
 
 /// Deadline for one condition (met within a second normally; the margin
@@ -52,7 +55,7 @@ async fn next_key(sub: &mut Subscription) -> String {
 /// Node `a` alone, and `b` joined through it.
 fn pair(net: &MemNetwork) -> (Addr<GossipNode>, Addr<GossipNode>) {
     let ta = net.endpoint_as("a");
-    let seed = gossip_core::Transport::local_addr(&ta);
+    let seed = ta.local_addr();
     let a = NodeBuilder::new("a")
         .config(config())
         .start(Box::new(ta))
@@ -193,4 +196,167 @@ async fn a_slow_subscriber_gets_one_lagged_with_the_count() {
     set(&b, "k-after", "v").await;
     assert_eq!(next(&mut sub).await, Update::Lagged { missed: 8 });
     assert_eq!(next_key(&mut sub).await, "k-after");
+}
+
+#[actix_rt::test]
+async fn cheap_queries_answer_without_a_snapshot() {
+    let net = MemNetwork::new(5);
+    let (a, b) = pair(&net);
+    set(&a, "service/port", "80").await;
+    set(&b, "service/port", "81").await;
+    set(&b, "role", "db").await;
+    wait_until("a hears b's port", async || {
+        a.send(GetValues::new("service/port"))
+            .await
+            .expect("node answers")
+            .len()
+            == 2
+    })
+    .await;
+    let ports = a
+        .send(GetValues::new("service/port"))
+        .await
+        .expect("node answers");
+    let ports: Vec<(&str, &[u8])> = ports
+        .iter()
+        .map(|(owner, v)| (owner.as_str(), &v.value[..]))
+        .collect();
+    assert_eq!(ports, [("a", &b"80"[..]), ("b", &b"81"[..])]);
+
+    let me = a.send(GetId).await.expect("node answers");
+    assert_eq!(me.name, "a");
+    let members = a.send(GetMembers::all()).await.expect("node answers");
+    let view: Vec<(&str, Status)> = members
+        .iter()
+        .map(|m| (m.id.name.as_str(), m.status))
+        .collect();
+    assert_eq!(view, [("a", Status::Live), ("b", Status::Live)]);
+    let dead = a
+        .send(GetMembers::with_status(Status::Dead))
+        .await
+        .expect("node answers");
+    assert!(dead.is_empty());
+
+    wait_until("a holds both of b's keys", async || {
+        a.send(GetKeys::new("b"))
+            .await
+            .expect("node answers")
+            .is_some_and(|k| k.len() == 2)
+    })
+    .await;
+    let keys = a
+        .send(GetKeys::new("b"))
+        .await
+        .expect("node answers")
+        .expect("b is known");
+    let names: Vec<&str> = keys.keys().map(String::as_str).collect();
+    assert_eq!(names, ["role", "service/port"]);
+    assert_eq!(
+        a.send(GetKeys::new("nobody")).await.expect("node answers"),
+        None
+    );
+}
+
+/// The peer here is a pure core fed by hand from a raw endpoint, so the
+/// test sees exactly what the peer knows after each message: the joiner
+/// must be admitted with its initial keys by the very first message.
+#[actix_rt::test]
+async fn initial_keys_arrive_with_the_first_message() {
+    let net = MemNetwork::new(6);
+    let mut raw = net.endpoint_as("s");
+    let seed = raw.local_addr();
+    let mut incoming = raw.incoming();
+    let _joiner = NodeBuilder::new("j")
+        .config(config())
+        .key("role", "db")
+        .keys([("service/port", "5432")])
+        .seeds(vec![seed])
+        .start(Box::new(net.endpoint_as("j")))
+        .expect("j starts");
+    let mut peer = Node::new(
+        config(),
+        NodeId::new("s", seed, 1),
+        vec![],
+        7,
+        Instant::ZERO,
+    )
+    .expect("valid config");
+    let first = tokio::time::timeout(DEADLINE, incoming.next())
+        .await
+        .expect("the joiner knocks within the deadline")
+        .expect("the endpoint is open");
+    peer.handle_authenticated(
+        Instant::ZERO,
+        first.addr,
+        first.peer.as_deref(),
+        &first.bytes,
+    )
+    .expect("the peer accepts the joiner's message");
+    let events: Vec<Event> = std::iter::from_fn(|| peer.poll_event()).collect();
+    let joined = events
+        .iter()
+        .position(|e| matches!(e, Event::MemberJoined { id } if id.name == "j"))
+        .expect("the first message admits the joiner");
+    let keys: Vec<&str> = events[joined..]
+        .iter()
+        .filter_map(|e| match e {
+            Event::KeyChanged { key, .. } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys, ["role", "service/port"], "with its keys: {events:?}");
+    assert_eq!(
+        peer.get("j", "role").map(|(v, _)| v.clone()),
+        Some(Bytes::from_static(b"db"))
+    );
+}
+
+#[actix_rt::test]
+async fn an_initial_key_over_the_limits_refuses_to_start() {
+    let net = MemNetwork::new(7);
+    let long = "k".repeat(10_000);
+    let refused = NodeBuilder::new("j")
+        .config(config())
+        .key(long, "v")
+        .start(Box::new(net.endpoint_as("j")));
+    assert!(matches!(
+        refused,
+        Err(gossip_core::actor::StartError::Key { .. })
+    ));
+}
+
+#[actix_rt::test]
+async fn seeds_changed_while_running_are_joined_through() {
+    let net = MemNetwork::new(8);
+    let ta = net.endpoint_as("a");
+    let a_addr = ta.local_addr();
+    let a = NodeBuilder::new("a")
+        .config(config())
+        .start(Box::new(ta))
+        .expect("a starts");
+    // A seed nobody listens on: c stays alone until told better.
+    let nowhere = net.endpoint_as("gone").local_addr();
+    let c = NodeBuilder::new("c")
+        .config(config())
+        .seeds(vec![nowhere])
+        .start(Box::new(net.endpoint_as("c")))
+        .expect("c starts");
+    c.send(SetSeeds {
+        seeds: vec![a_addr],
+    })
+    .await
+    .expect("node answers");
+    wait_until("a and c see each other live", async || {
+        let live = |m: Vec<gossip_core::proto::MemberInfo>| m.len() == 2;
+        live(
+            a.send(GetMembers::with_status(Status::Live))
+                .await
+                .expect("node answers"),
+        ) && live(
+            c.send(GetMembers::with_status(Status::Live))
+                .await
+                .expect("node answers"),
+        )
+    })
+    .await;
 }

@@ -2,13 +2,14 @@
 //! and what it gets back.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix::Message;
 use bytes::Bytes;
 
 use super::subscribe::{Filter, Subscription};
-use crate::proto::{Gauges, Id, MemberInfo, Metrics as ProtoMetrics, WriteError};
+use crate::proto::{Gauges, Id, MemberInfo, Metrics as ProtoMetrics, Status, WriteError};
 
 /// Sets `key` in this node's keyspace, optionally expiring after `ttl`.
 /// Replies with the write's version.
@@ -103,6 +104,81 @@ impl GetMember {
     pub fn new(name: impl Into<String>) -> Self {
         GetMember { name: name.into() }
     }
+}
+
+/// This node's identity (name, address, generation): O(1), unlike a
+/// [`Snapshot`].
+#[derive(Clone, Copy, Debug, Default, Message)]
+#[rtype(result = "Id")]
+pub struct GetId;
+
+/// The members this node knows, with status, heartbeat and key count but
+/// no keys: O(members), for membership views that a [`Snapshot`] (which
+/// copies every key) makes too costly. Ordered by name, this node included.
+#[derive(Clone, Copy, Debug, Default, Message)]
+#[rtype(result = "Vec<MemberInfo>")]
+pub struct GetMembers {
+    /// Only members with this status (`None`: all).
+    pub status: Option<Status>,
+}
+
+impl GetMembers {
+    /// Every member.
+    pub fn all() -> Self {
+        GetMembers { status: None }
+    }
+
+    /// Only the members with `status` (e.g. the live ones).
+    pub fn with_status(status: Status) -> Self {
+        GetMembers {
+            status: Some(status),
+        }
+    }
+}
+
+/// One owner's live keys as this node holds them; `None` if it does not
+/// know the owner. O(that owner's keys).
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "Option<BTreeMap<String, Value>>")]
+pub struct GetKeys {
+    /// Name of the owner.
+    pub owner: String,
+}
+
+impl GetKeys {
+    /// `owner`'s keys.
+    pub fn new(owner: impl Into<String>) -> Self {
+        GetKeys {
+            owner: owner.into(),
+        }
+    }
+}
+
+/// Every owner's value of one key, by owner name: "what does each node say
+/// about `service/port`". O(members); owners without a live value under
+/// the key are left out.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "BTreeMap<String, Value>")]
+pub struct GetValues {
+    /// The key.
+    pub key: String,
+}
+
+impl GetValues {
+    /// Every owner's `key`.
+    pub fn new(key: impl Into<String>) -> Self {
+        GetValues { key: key.into() }
+    }
+}
+
+/// Replaces the node's seeds while it runs (its own address is ignored),
+/// for deployments whose seed addresses change. A node that is alone
+/// knocks on the new seeds at its next round.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetSeeds {
+    /// The new seeds.
+    pub seeds: Vec<SocketAddr>,
 }
 
 /// Everything this node knows, copied out: O(members + keys), so meant

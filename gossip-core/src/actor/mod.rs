@@ -10,6 +10,11 @@
 //! | [`Delete`] | `Result<Option<u64>, WriteError>` |
 //! | [`Get`] | `Option<Value>` |
 //! | [`GetMember`] | `Option<MemberInfo>` |
+//! | [`GetId`] | this node's [`Id`](crate::proto::Id) |
+//! | [`GetMembers`] | `Vec<MemberInfo>`: status, no keys |
+//! | [`GetKeys`] | one owner's keys: `Option<BTreeMap<String, Value>>` |
+//! | [`GetValues`] | every owner's value of one key: `BTreeMap<String, Value>` |
+//! | [`SetSeeds`] | `()`; new seeds from now on |
 //! | [`Snapshot`] | [`NodeSnapshot`]: members with status, key-values |
 //! | [`Subscribe`] (a [`Filter`]; optionally a watch) | a [`Subscription`] of [`Update`]s, until dropped; e.g. into an [`EventFn`] |
 //! | [`Leave`] | [`LeaveOutcome`] once a peer holds the announcement, or at the timeout |
@@ -40,8 +45,9 @@ mod subscribe;
 
 pub use builder::{DEFAULT_MAILBOX_CAPACITY, NodeBuilder, StartError};
 pub use messages::{
-    ActorMetrics, DEFAULT_SUBSCRIBER_CAPACITY, Delete, Get, GetMember, GetMetrics, Leave,
-    LeaveOutcome, NodeMetrics, NodeSnapshot, SendErrors, Set, Snapshot, Stop, Subscribe, Value,
+    ActorMetrics, DEFAULT_SUBSCRIBER_CAPACITY, Delete, Get, GetId, GetKeys, GetMember, GetMembers,
+    GetMetrics, GetValues, Leave, LeaveOutcome, NodeMetrics, NodeSnapshot, SendErrors, Set,
+    SetSeeds, Snapshot, Stop, Subscribe, Value,
 };
 pub use node::GossipNode;
 pub use sink::EventFn;

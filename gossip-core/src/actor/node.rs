@@ -8,8 +8,8 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::messages::{
-    ActorMetrics, Delete, Get, GetMember, GetMetrics, Leave, LeaveOutcome, NodeMetrics,
-    NodeSnapshot, Set, Snapshot, Stop, Subscribe, Value,
+    ActorMetrics, Delete, Get, GetId, GetKeys, GetMember, GetMembers, GetMetrics, GetValues, Leave,
+    LeaveOutcome, NodeMetrics, NodeSnapshot, Set, SetSeeds, Snapshot, Stop, Subscribe, Value,
 };
 use super::subscribe::{Current, KeyValue, Offer, Subscriber};
 use crate::proto::{self, Event, MemberInfo, Node, WriteError};
@@ -343,6 +343,77 @@ impl Handler<GetMember> for GossipNode {
 
     fn handle(&mut self, msg: GetMember, _ctx: &mut Self::Context) -> Self::Result {
         self.core.member(&msg.name)
+    }
+}
+
+impl Handler<GetId> for GossipNode {
+    type Result = MessageResult<GetId>;
+
+    fn handle(&mut self, _msg: GetId, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.core.id().clone())
+    }
+}
+
+impl Handler<GetMembers> for GossipNode {
+    type Result = MessageResult<GetMembers>;
+
+    fn handle(&mut self, msg: GetMembers, _ctx: &mut Self::Context) -> Self::Result {
+        let mut members = self.core.members();
+        if let Some(status) = msg.status {
+            members.retain(|m| m.status == status);
+        }
+        MessageResult(members)
+    }
+}
+
+impl Handler<GetKeys> for GossipNode {
+    type Result = MessageResult<GetKeys>;
+
+    fn handle(&mut self, msg: GetKeys, _ctx: &mut Self::Context) -> Self::Result {
+        if self.core.member(&msg.owner).is_none() {
+            return MessageResult(None);
+        }
+        let keys = self
+            .core
+            .keys(&msg.owner)
+            .map(|(k, v, version)| {
+                let value = Value {
+                    value: v.clone(),
+                    version,
+                };
+                (k.to_owned(), value)
+            })
+            .collect();
+        MessageResult(Some(keys))
+    }
+}
+
+impl Handler<GetValues> for GossipNode {
+    type Result = MessageResult<GetValues>;
+
+    fn handle(&mut self, msg: GetValues, _ctx: &mut Self::Context) -> Self::Result {
+        let values = self
+            .core
+            .values_of(&msg.key)
+            .map(|(owner, v, version)| {
+                let value = Value {
+                    value: v.clone(),
+                    version,
+                };
+                (owner.name.clone(), value)
+            })
+            .collect();
+        MessageResult(values)
+    }
+}
+
+impl Handler<SetSeeds> for GossipNode {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetSeeds, ctx: &mut Self::Context) {
+        tracing::info!(node = %self.core.id(), seeds = ?msg.seeds, "seeds changed");
+        self.core.set_seeds(msg.seeds);
+        self.drain(ctx);
     }
 }
 
