@@ -21,6 +21,11 @@
 //! | [`Stop`] | `()` once the transport is closed; the actor stops |
 //! | [`GetMetrics`] | [`NodeMetrics`]: protocol counters, gauges, shell counters |
 //!
+//! With the feature `metrics` (on by default) the node also reports its
+//! counters, gauges and detection times through the `metrics` facade; the
+//! series are listed in the `telemetry` module's source docs and in the
+//! README's "Embedding" section.
+//!
 //! Many nodes in one process are spread over Arbiters (one per core) with
 //! [`NodeBuilder::start_in`].
 //!
@@ -42,6 +47,8 @@ mod messages;
 mod node;
 mod sink;
 mod subscribe;
+#[cfg(feature = "metrics")]
+mod telemetry;
 
 pub use builder::{DEFAULT_MAILBOX_CAPACITY, NodeBuilder, StartError};
 pub use messages::{

@@ -71,6 +71,8 @@ pub struct GossipNode {
     stopping: bool,
     closed: bool,
     counters: ActorMetrics,
+    #[cfg(feature = "metrics")]
+    telemetry: super::telemetry::Telemetry,
 }
 
 impl GossipNode {
@@ -81,6 +83,8 @@ impl GossipNode {
         clock: Clock,
         mailbox_capacity: usize,
     ) -> Self {
+        #[cfg(feature = "metrics")]
+        let core_name = core.id().name.clone();
         let mut transport = transport;
         let incoming = transport.incoming();
         GossipNode {
@@ -96,11 +100,26 @@ impl GossipNode {
             stopping: false,
             closed: false,
             counters: ActorMetrics::default(),
+            #[cfg(feature = "metrics")]
+            telemetry: super::telemetry::Telemetry::new(&core_name),
         }
     }
 
     fn now(&self) -> proto::Instant {
         self.clock.now()
+    }
+
+    /// Every counter and gauge, the core's and the shell's.
+    fn node_metrics(&self) -> NodeMetrics {
+        let actor = ActorMetrics {
+            subscribers: self.subscribers.iter().filter(|s| !s.is_closed()).count(),
+            ..self.counters
+        };
+        NodeMetrics {
+            proto: *self.core.metrics(),
+            gauges: self.core.gauges(),
+            actor,
+        }
     }
 
     /// The state a new watch starts with: the members and live keys its
@@ -164,6 +183,8 @@ impl GossipNode {
 
     fn on_event(&mut self, event: Event) {
         tracing::debug!(node = %self.core.id(), ?event, "gossip event");
+        #[cfg(feature = "metrics")]
+        self.telemetry.on_event(&event);
         if matches!(event, Event::LeaveAnnounced) {
             self.leave_announced = true;
             for w in self.leave_waiters.drain(..) {
@@ -220,6 +241,11 @@ impl GossipNode {
         let now = self.now();
         self.core.handle_timeout(now);
         self.drain(ctx);
+        #[cfg(feature = "metrics")]
+        if self.telemetry.due(now, self.core.config().gossip_interval) {
+            let m = self.node_metrics();
+            self.telemetry.publish(now, &m);
+        }
     }
 
     fn close_transport(&mut self) -> impl Future<Output = ()> + 'static {
@@ -517,14 +543,9 @@ impl Handler<GetMetrics> for GossipNode {
     type Result = MessageResult<GetMetrics>;
 
     fn handle(&mut self, _msg: GetMetrics, _ctx: &mut Self::Context) -> Self::Result {
-        let actor = ActorMetrics {
-            subscribers: self.subscribers.iter().filter(|s| !s.is_closed()).count(),
-            ..self.counters
-        };
-        MessageResult(NodeMetrics {
-            proto: *self.core.metrics(),
-            gauges: self.core.gauges(),
-            actor,
-        })
+        let m = self.node_metrics();
+        #[cfg(feature = "metrics")]
+        self.telemetry.publish(self.now(), &m);
+        MessageResult(m)
     }
 }
