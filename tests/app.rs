@@ -360,3 +360,90 @@ async fn seeds_changed_while_running_are_joined_through() {
     })
     .await;
 }
+
+#[actix_rt::test]
+async fn a_broadcast_reaches_every_node_once_and_expires() {
+    use gossip_core::actor::{Broadcast, Get, UserEvent};
+    let net = MemNetwork::new(9);
+    let (a, b) = pair(&net);
+    let seed = a.send(GetId).await.expect("node answers").addr;
+    let c = NodeBuilder::new("c")
+        .config(config())
+        .seeds(vec![seed])
+        .start(Box::new(net.endpoint_as("c")))
+        .expect("c starts");
+    let nodes = [a.clone(), b.clone(), c.clone()];
+    for n in &nodes {
+        wait_until("all three are live", async || {
+            n.send(GetMembers::with_status(Status::Live))
+                .await
+                .expect("node answers")
+                .len()
+                == 3
+        })
+        .await;
+    }
+    let mut subs = Vec::new();
+    for n in &nodes {
+        subs.push(
+            n.send(Subscribe::new(Filter::broadcasts("deploy")))
+                .await
+                .expect("node answers"),
+        );
+    }
+    let mut everything = b.send(Subscribe::all()).await.expect("node answers");
+    let ttl = Duration::from_millis(300);
+    a.send(Broadcast::new("other", "x").with_ttl(ttl))
+        .await
+        .expect("node answers")
+        .expect("accepted");
+    let seq = a
+        .send(Broadcast::new("deploy", "v2").with_ttl(ttl))
+        .await
+        .expect("node answers")
+        .expect("accepted");
+    assert_eq!(seq, 1);
+    for sub in &mut subs {
+        // "other" was sent first: had it passed the filter, it would come first.
+        let Update::UserEvent(UserEvent {
+            sender,
+            topic,
+            payload,
+            ..
+        }) = next(sub).await
+        else {
+            panic!("a broadcast")
+        };
+        assert_eq!((sender.name.as_str(), topic.as_str()), ("a", "deploy"));
+        assert_eq!(payload, Bytes::from_static(b"v2"));
+    }
+    let key = gossip_core::proto::broadcast::key(1, "deploy");
+    let held = b
+        .send(GetKeys::new("a"))
+        .await
+        .expect("node answers")
+        .expect("a is known");
+    assert!(held.is_empty(), "broadcasts are not keys: {held:?}");
+    wait_until("the broadcast expired on b", async || {
+        b.send(Get::new("a", key.clone()))
+            .await
+            .expect("node answers")
+            .is_none()
+    })
+    .await;
+    for sub in &mut subs {
+        assert_eq!(sub.try_recv(), None, "delivered once, expiry is not news");
+    }
+    // The unfiltered subscriber saw both broadcasts and no key events for them.
+    let mut topics = Vec::new();
+    while let Some(u) = everything.try_recv() {
+        match u {
+            Update::UserEvent(e) => topics.push(e.topic),
+            Update::Event(Event::KeyChanged { key, .. } | Event::KeyDeleted { key, .. }) => {
+                panic!("broadcast key {key} leaked as a key event")
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(topics, ["other", "deploy"]);
+}

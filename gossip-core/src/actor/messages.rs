@@ -44,6 +44,51 @@ impl Set {
     }
 }
 
+/// How long a [`Broadcast`] lives unless it says otherwise: long enough
+/// for gossip to reach every live node many times over at LAN and local
+/// intervals, short enough that its key gives way soon.
+pub const DEFAULT_BROADCAST_TTL: Duration = Duration::from_secs(30);
+
+/// Sends `payload` on `topic` to every live node (Serf's user events):
+/// every node's subscribers with [`Kinds::BROADCASTS`](super::Kinds::BROADCASTS)
+/// in their filter get one [`Update::UserEvent`](super::Update::UserEvent),
+/// this node's included. Replies with its sequence number.
+///
+/// It travels as a key with a TTL under
+/// [`proto::broadcast::PREFIX`](crate::proto::broadcast), so it takes the
+/// eager-push fast path, is delivered once per node, and lives `ttl`: a
+/// node that joins (or heals from a partition) within that time still gets
+/// it; later, nobody does. It counts against the keyspace limits like any
+/// key (`WriteError` when they are reached) and is hidden from key events
+/// and the key queries.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "Result<u64, WriteError>")]
+pub struct Broadcast {
+    /// The topic (the key holds it: at most `max_key_bytes` with the prefix).
+    pub topic: String,
+    /// The payload (at most `max_value_bytes`).
+    pub payload: Bytes,
+    /// How long the broadcast may still be delivered.
+    pub ttl: Duration,
+}
+
+impl Broadcast {
+    /// A broadcast living [`DEFAULT_BROADCAST_TTL`].
+    pub fn new(topic: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+        Broadcast {
+            topic: topic.into(),
+            payload: payload.into(),
+            ttl: DEFAULT_BROADCAST_TTL,
+        }
+    }
+
+    /// A broadcast living `ttl`.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+}
+
 /// Deletes `key` from this node's keyspace (a tombstone spreads). Replies
 /// with the tombstone's version, or `None` if the key held no value.
 #[derive(Clone, Debug, Message)]

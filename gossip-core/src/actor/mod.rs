@@ -7,6 +7,7 @@
 //! | message | reply |
 //! |---|---|
 //! | [`Set`] (optionally with TTL) | `Result<u64, WriteError>`: the write's version |
+//! | [`Broadcast`] | `Result<u64, WriteError>`; every node's subscribers get an [`UserEvent`] once |
 //! | [`Delete`] | `Result<Option<u64>, WriteError>` |
 //! | [`Get`] | `Option<Value>` |
 //! | [`GetMember`] | `Option<MemberInfo>` |
@@ -52,10 +53,10 @@ mod telemetry;
 
 pub use builder::{DEFAULT_MAILBOX_CAPACITY, NodeBuilder, StartError};
 pub use messages::{
-    ActorMetrics, DEFAULT_SUBSCRIBER_CAPACITY, Delete, Get, GetId, GetKeys, GetMember, GetMembers,
-    GetMetrics, GetValues, Leave, LeaveOutcome, NodeMetrics, NodeSnapshot, SendErrors, Set,
-    SetSeeds, Snapshot, Stop, Subscribe, Value,
+    ActorMetrics, Broadcast, DEFAULT_BROADCAST_TTL, DEFAULT_SUBSCRIBER_CAPACITY, Delete, Get,
+    GetId, GetKeys, GetMember, GetMembers, GetMetrics, GetValues, Leave, LeaveOutcome, NodeMetrics,
+    NodeSnapshot, SendErrors, Set, SetSeeds, Snapshot, Stop, Subscribe, Value,
 };
 pub use node::GossipNode;
 pub use sink::EventFn;
-pub use subscribe::{Current, EventKind, Filter, KeyValue, Kinds, Subscription, Update};
+pub use subscribe::{Current, EventKind, Filter, KeyValue, Kinds, Subscription, Update, UserEvent};

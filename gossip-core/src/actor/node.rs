@@ -8,10 +8,12 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::messages::{
-    ActorMetrics, Delete, Get, GetId, GetKeys, GetMember, GetMembers, GetMetrics, GetValues, Leave,
-    LeaveOutcome, NodeMetrics, NodeSnapshot, Set, SetSeeds, Snapshot, Stop, Subscribe, Value,
+    ActorMetrics, Broadcast, Delete, Get, GetId, GetKeys, GetMember, GetMembers, GetMetrics,
+    GetValues, Leave, LeaveOutcome, NodeMetrics, NodeSnapshot, Set, SetSeeds, Snapshot, Stop,
+    Subscribe, Value,
 };
-use super::subscribe::{Current, KeyValue, Offer, Subscriber};
+use super::subscribe::{Current, KeyValue, Offer, Subscriber, UserEvent};
+use crate::proto::broadcast;
 use crate::proto::{self, Event, MemberInfo, Node, WriteError};
 use crate::transport::{Incoming, Received, Transport, TransportError};
 
@@ -66,6 +68,8 @@ pub struct GossipNode {
     /// The one armed timer and the deadline it fires at.
     timer: Option<(SpawnHandle, proto::Instant)>,
     subscribers: Vec<Subscriber>,
+    /// Sequence number of this node's next broadcast.
+    next_broadcast: u64,
     leave_waiters: Vec<oneshot::Sender<LeaveOutcome>>,
     leave_announced: bool,
     stopping: bool,
@@ -95,6 +99,7 @@ impl GossipNode {
             mailbox_capacity,
             timer: None,
             subscribers: Vec::new(),
+            next_broadcast: 0,
             leave_waiters: Vec::new(),
             leave_announced: false,
             stopping: false,
@@ -134,7 +139,7 @@ impl GossipNode {
         let mut keys = Vec::new();
         for m in self.core.members() {
             for (key, value, version) in self.core.keys(&m.id.name) {
-                if s.wants_key(&m.id.name, key) {
+                if s.wants_key(&m.id.name, key) && !broadcast::is_broadcast(key) {
                     keys.push(KeyValue {
                         owner: m.id.clone(),
                         key: key.to_owned(),
@@ -195,11 +200,46 @@ impl GossipNode {
     }
 
     /// Offers `event` to every subscriber (never waiting for one), and
-    /// forgets those whose handle was dropped.
+    /// forgets those whose handle was dropped. Broadcast keys are offered
+    /// as broadcasts; their expiry is not news.
     fn forward(&mut self, event: Event) {
+        match &event {
+            Event::KeyChanged {
+                owner, key, value, ..
+            } if broadcast::is_broadcast(key) => {
+                if let Some((seq, topic)) = broadcast::parse(key) {
+                    let b = UserEvent {
+                        sender: owner.clone(),
+                        topic: topic.to_owned(),
+                        payload: value.clone(),
+                        seq,
+                    };
+                    self.forward_broadcast(&b);
+                }
+                return;
+            }
+            Event::KeyDeleted { key, .. } if broadcast::is_broadcast(key) => return,
+            _ => {}
+        }
         let me = &self.core.id().name;
         let counters = &mut self.counters;
         self.subscribers.retain_mut(|s| match s.offer(me, &event) {
+            Offer::Skipped => true,
+            Offer::Queued => {
+                counters.events_forwarded += 1;
+                true
+            }
+            Offer::Missed => {
+                counters.events_dropped += 1;
+                true
+            }
+            Offer::Gone => false,
+        });
+    }
+
+    fn forward_broadcast(&mut self, b: &UserEvent) {
+        let counters = &mut self.counters;
+        self.subscribers.retain_mut(|s| match s.offer_broadcast(b) {
             Offer::Skipped => true,
             Offer::Queued => {
                 counters.events_forwarded += 1;
@@ -332,6 +372,30 @@ impl Handler<Set> for GossipNode {
     }
 }
 
+impl Handler<Broadcast> for GossipNode {
+    type Result = Result<u64, WriteError>;
+
+    fn handle(&mut self, msg: Broadcast, ctx: &mut Self::Context) -> Self::Result {
+        let now = self.now();
+        let seq = self.next_broadcast;
+        let key = broadcast::key(seq, &msg.topic);
+        self.core
+            .set_with_ttl(now, &key, msg.payload.clone(), msg.ttl)?;
+        self.next_broadcast += 1;
+        tracing::debug!(node = %self.core.id(), topic = %msg.topic, seq, "broadcast sent");
+        // The core reports no event for its own writes: deliver it here.
+        let b = UserEvent {
+            sender: self.core.id().clone(),
+            topic: msg.topic,
+            payload: msg.payload,
+            seq,
+        };
+        self.forward_broadcast(&b);
+        self.drain(ctx);
+        Ok(seq)
+    }
+}
+
 impl Handler<Delete> for GossipNode {
     type Result = Result<Option<u64>, WriteError>;
 
@@ -402,6 +466,7 @@ impl Handler<GetKeys> for GossipNode {
         let keys = self
             .core
             .keys(&msg.owner)
+            .filter(|(k, _, _)| !broadcast::is_broadcast(k))
             .map(|(k, v, version)| {
                 let value = Value {
                     value: v.clone(),

@@ -42,6 +42,9 @@ pub enum EventKind {
     Joined,
     /// [`Event::LeaveAnnounced`].
     LeaveAnnounced,
+    /// A broadcast message ([`Update::UserEvent`]; not an [`Event`] of the
+    /// core, so [`EventKind::of`] never gives it).
+    Broadcast,
 }
 
 impl EventKind {
@@ -86,6 +89,8 @@ impl Kinds {
     /// Key changes and deletions.
     pub const KEYS: Kinds =
         Kinds((1 << EventKind::KeyChanged as u16) | (1 << EventKind::KeyDeleted as u16));
+    /// Broadcast messages ([`Update::UserEvent`]).
+    pub const BROADCASTS: Kinds = Kinds(1 << EventKind::Broadcast as u16);
     /// About this node itself: joined, leave announced.
     pub const LOCAL: Kinds =
         Kinds((1 << EventKind::Joined as u16) | (1 << EventKind::LeaveAnnounced as u16));
@@ -152,6 +157,12 @@ impl Filter {
         Filter::all().kinds(Kinds::KEYS).prefix(prefix)
     }
 
+    /// Broadcast messages on topics starting with `topic_prefix` (of any
+    /// sender unless [`owner`](Filter::owner) narrows it).
+    pub fn broadcasts(topic_prefix: impl Into<String>) -> Filter {
+        Filter::all().kinds(Kinds::BROADCASTS).prefix(topic_prefix)
+    }
+
     /// Membership events only (of any member unless narrowed).
     pub fn members() -> Filter {
         Filter::all().kinds(Kinds::MEMBERS)
@@ -193,6 +204,17 @@ impl Filter {
         }
     }
 
+    /// Whether a broadcast passes: kind [`EventKind::Broadcast`], the
+    /// owner is its sender, the prefix applies to its topic.
+    pub fn matches_broadcast(&self, b: &UserEvent) -> bool {
+        self.kinds.contains(EventKind::Broadcast)
+            && self.owner.as_deref().is_none_or(|o| o == b.sender.name)
+            && self
+                .prefix
+                .as_deref()
+                .is_none_or(|p| b.topic.starts_with(p))
+    }
+
     /// Whether the member named `name` is one this filter's membership
     /// events are about (for a watch's current state).
     fn wants_member(&self, name: &str) -> bool {
@@ -218,6 +240,20 @@ fn subject<'a>(me: &'a str, event: &'a Event) -> &'a str {
         Event::KeyChanged { owner, .. } | Event::KeyDeleted { owner, .. } => &owner.name,
         Event::Joined | Event::LeaveAnnounced => me,
     }
+}
+
+/// A broadcast message as delivered (see [`Broadcast`](super::Broadcast)):
+/// once per node, the sender's own included.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserEvent {
+    /// Who sent it.
+    pub sender: Id,
+    /// Its topic.
+    pub topic: String,
+    /// Its payload.
+    pub payload: bytes::Bytes,
+    /// The sender's sequence number of it (unique per sender incarnation).
+    pub seq: u64,
 }
 
 /// One live key, as a watch's current state lists it.
@@ -253,6 +289,8 @@ pub enum Update {
     Current(Current),
     /// A matching event.
     Event(Event),
+    /// A matching broadcast message.
+    UserEvent(UserEvent),
     /// The subscriber fell behind: `missed` matching events did not fit in
     /// its queue and are gone. One `Lagged` stands for each gap; events
     /// resume after it. Reconcile (e.g. with a new watch) if they matter.
@@ -358,6 +396,18 @@ impl Subscriber {
         if !self.filter.matches(me, event) {
             return Offer::Skipped;
         }
+        self.push(Update::Event(event.clone()))
+    }
+
+    /// Offers a broadcast message; never waits.
+    pub(crate) fn offer_broadcast(&mut self, b: &UserEvent) -> Offer {
+        if !self.filter.matches_broadcast(b) {
+            return Offer::Skipped;
+        }
+        self.push(Update::UserEvent(b.clone()))
+    }
+
+    fn push(&mut self, update: Update) -> Offer {
         if self.missed > 0 {
             // The gap is reported only with room for the report and the
             // event after it, so that one gap gives one `Lagged`.
@@ -370,7 +420,7 @@ impl Subscriber {
                 return Offer::Gone;
             }
         }
-        match self.tx.try_send(Update::Event(event.clone())) {
+        match self.tx.try_send(update) {
             Ok(()) => Offer::Queued,
             Err(TrySendError::Full(_)) => {
                 self.missed += 1;
@@ -436,6 +486,18 @@ mod tests {
         ));
         assert!(!Filter::all().kinds(Kinds::NONE).matches("me", &joined));
         assert!((Kinds::KEYS | Kinds::LOCAL).contains(EventKind::Joined));
+
+        let b = UserEvent {
+            sender: id("b"),
+            topic: "deploy/web".into(),
+            payload: Bytes::new(),
+            seq: 0,
+        };
+        assert!(Filter::broadcasts("deploy/").matches_broadcast(&b));
+        assert!(Filter::all().matches_broadcast(&b));
+        assert!(!Filter::broadcasts("other").matches_broadcast(&b));
+        assert!(!Filter::broadcasts("").owner("c").matches_broadcast(&b));
+        assert!(!Filter::keys("").matches_broadcast(&b), "not a key event");
     }
 
     #[test]
