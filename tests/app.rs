@@ -1,6 +1,11 @@
 //! The application's side of a node (issue 16), over the in-memory
 //! network: filtered subscriptions, watches, lag reports, cheap queries,
-//! metadata at join, seeds changed at run time.
+//! metadata at join, seeds changed at run time, broadcasts.
+//!
+//! Every test runs on paused tokio time: the node's clock, its timers and
+//! the network's latencies are all tokio time, so the runtime jumps to the
+//! next deadline whenever everything is idle. Runs take no wall-clock time
+//! for gossip intervals and TTLs, and deadlines are virtual seconds.
 
 use std::time::Duration;
 
@@ -77,6 +82,7 @@ async fn set(node: &Addr<GossipNode>, key: &str, value: &str) {
 
 #[actix_rt::test]
 async fn a_prefix_subscription_sees_only_its_keys() {
+    tokio::time::pause();
     let net = MemNetwork::new(1);
     let (a, b) = pair(&net);
     let mut sub = a
@@ -96,6 +102,7 @@ async fn a_prefix_subscription_sees_only_its_keys() {
 
 #[actix_rt::test]
 async fn a_watch_starts_with_the_current_state() {
+    tokio::time::pause();
     let net = MemNetwork::new(2);
     let (a, b) = pair(&net);
     set(&b, "service/port", "80").await;
@@ -137,6 +144,7 @@ async fn a_watch_starts_with_the_current_state() {
 
 #[actix_rt::test]
 async fn dropping_the_handle_ends_the_subscription() {
+    tokio::time::pause();
     let net = MemNetwork::new(3);
     let (a, b) = pair(&net);
     let sub = a.send(Subscribe::all()).await.expect("node answers");
@@ -167,6 +175,7 @@ async fn dropping_the_handle_ends_the_subscription() {
 
 #[actix_rt::test]
 async fn a_slow_subscriber_gets_one_lagged_with_the_count() {
+    tokio::time::pause();
     let net = MemNetwork::new(4);
     let (a, b) = pair(&net);
     let mut sub = a
@@ -200,6 +209,7 @@ async fn a_slow_subscriber_gets_one_lagged_with_the_count() {
 
 #[actix_rt::test]
 async fn cheap_queries_answer_without_a_snapshot() {
+    tokio::time::pause();
     let net = MemNetwork::new(5);
     let (a, b) = pair(&net);
     set(&a, "service/port", "80").await;
@@ -262,6 +272,7 @@ async fn cheap_queries_answer_without_a_snapshot() {
 /// must be admitted with its initial keys by the very first message.
 #[actix_rt::test]
 async fn initial_keys_arrive_with_the_first_message() {
+    tokio::time::pause();
     let net = MemNetwork::new(6);
     let mut raw = net.endpoint_as("s");
     let seed = raw.local_addr();
@@ -313,6 +324,7 @@ async fn initial_keys_arrive_with_the_first_message() {
 
 #[actix_rt::test]
 async fn an_initial_key_over_the_limits_refuses_to_start() {
+    tokio::time::pause();
     let net = MemNetwork::new(7);
     let long = "k".repeat(10_000);
     let refused = NodeBuilder::new("j")
@@ -327,6 +339,7 @@ async fn an_initial_key_over_the_limits_refuses_to_start() {
 
 #[actix_rt::test]
 async fn seeds_changed_while_running_are_joined_through() {
+    tokio::time::pause();
     let net = MemNetwork::new(8);
     let ta = net.endpoint_as("a");
     let a_addr = ta.local_addr();
@@ -363,6 +376,7 @@ async fn seeds_changed_while_running_are_joined_through() {
 
 #[actix_rt::test]
 async fn a_broadcast_reaches_every_node_once_and_expires() {
+    tokio::time::pause();
     use gossip_core::actor::{Broadcast, Get, UserEvent};
     let net = MemNetwork::new(9);
     let (a, b) = pair(&net);
