@@ -11,7 +11,8 @@
 //!    about `service/port`, what keys does one node have;
 //! 5. point a node that started with a wrong seed at the right one
 //!    (`SetSeeds`);
-//! 6. read the metrics, leave and stop.
+//! 6. broadcast a message to every node (`Broadcast`);
+//! 7. read the metrics, leave and stop.
 //!
 //! `cargo run --example embed`. It waits for conditions, each with a
 //! deadline, never for fixed times, and finishes in well under a second.
@@ -22,8 +23,8 @@ use std::time::Duration;
 use actix::Addr;
 use gossip_core::Transport;
 use gossip_core::actor::{
-    Filter, GetId, GetKeys, GetMembers, GetValues, GossipNode, Leave, NodeBuilder, Set, SetSeeds,
-    Stop, Subscribe, Subscription, Update, Value,
+    Broadcast, Filter, GetId, GetKeys, GetMembers, GetValues, GossipNode, Leave, NodeBuilder, Set,
+    SetSeeds, Stop, Subscribe, Subscription, Update, Value,
 };
 use gossip_core::proto::{Config, Event, Status};
 use gossip_mem::net::MemNetwork;
@@ -142,7 +143,30 @@ async fn run() -> Result<(), Error> {
     // Dropping the handle ends the subscription.
     drop(watch);
 
-    // 6. Metrics, as a Prometheus scrape would see them.
+    // 6. A broadcast: every node's broadcast subscribers get it once.
+    let mut heard = Vec::new();
+    for node in [&db, &web1, &web2] {
+        heard.push(
+            node.send(Subscribe::new(Filter::broadcasts("deploy")))
+                .await?,
+        );
+    }
+    web1.send(Broadcast::new("deploy", "release 42")).await??;
+    for sub in &mut heard {
+        loop {
+            if let Update::UserEvent(e) = next(sub).await? {
+                println!(
+                    "broadcast from {} on {}: {}",
+                    e.sender.name,
+                    e.topic,
+                    String::from_utf8_lossy(&e.payload)
+                );
+                break;
+            }
+        }
+    }
+
+    // 7. Metrics, as a Prometheus scrape would see them.
     db.send(gossip_core::actor::GetMetrics).await?;
     let text = prometheus.render();
     println!("metrics of db-1 (excerpt):");
