@@ -32,7 +32,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use clap::Parser;
 use gossip_core::actor::{
-    EventFn, GetMetrics, GossipNode, Leave, NodeBuilder, NodeMetrics, Set, Stop, Subscribe,
+    EventFn, GetMetrics, GossipNode, Leave, NodeBuilder, NodeMetrics, Set, Stop, Subscribe, Update,
 };
 use gossip_core::proto::{Config, Event, Status};
 use gossip_mem::net::MemNetwork;
@@ -85,8 +85,11 @@ struct Record {
 type Log = Arc<Mutex<Vec<Record>>>;
 
 /// What a node's subscription keeps of each event the demo measures.
-fn tap(node: usize, log: Log) -> impl FnMut(Event) + Unpin + 'static {
-    move |event| {
+fn tap(node: usize, log: Log) -> impl FnMut(Update) + Unpin + 'static {
+    move |update| {
+        let Update::Event(event) = update else {
+            return;
+        };
         let seen = match event {
             Event::KeyChanged { key, .. } => Seen::Key { key },
             Event::MemberStatus { id, to, .. } => Seen::Status {
@@ -447,12 +450,11 @@ async fn run(args: Args) -> serde_json::Value {
     // Taps record what each node sees from now on.
     for (i, node) in demo.nodes.iter().enumerate() {
         let log = demo.log.clone();
-        let tap = EventFn::start_in_arbiter(&arbiters[i % arbiter_count].handle(), move |_| {
+        let sub = node.send(Subscribe::all()).await.expect("node answers");
+        EventFn::start_in_arbiter(&arbiters[i % arbiter_count].handle(), move |ctx| {
+            <EventFn<_> as actix::StreamHandler<Update>>::add_stream(sub, ctx);
             EventFn(tap(i, log))
         });
-        node.send(Subscribe::new(tap.recipient()))
-            .await
-            .expect("node answers");
     }
 
     // ----- a key spreads ---------------------------------------------------

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use clap::{Parser, ValueEnum};
 use gossip_core::Transport;
-use gossip_core::actor::{EventFn, GetMetrics, GossipNode, NodeBuilder, Set, Stop, Subscribe};
+use gossip_core::actor::{
+    EventFn, Filter, GetMetrics, GossipNode, NodeBuilder, Set, Stop, Subscribe, Update,
+};
 use gossip_core::proto::{Config, Event};
 use gossip_mem::net::MemNetwork;
 use gossip_quic::{ClusterCa, NodeIdentity, QuicConfig, QuicTransport};
@@ -164,16 +166,16 @@ async fn run(args: &Args, kind: Kind) -> Report {
         seed = seed.or(Some(addr));
         let log = Arrivals::default();
         let arrivals_here = log.clone();
-        let recorder = EventFn(move |event| {
-            if let Event::KeyChanged { key, .. } = event {
+        let sub = node
+            .send(Subscribe::new(Filter::keys("")))
+            .await
+            .expect("subscribe");
+        EventFn::spawn(sub, move |update| {
+            if let Update::Event(Event::KeyChanged { key, .. }) = update {
                 let mut seen = arrivals_here.lock().expect("arrivals lock");
                 seen.entry(key).or_insert_with(Instant::now);
             }
-        })
-        .start();
-        node.send(Subscribe::new(recorder.recipient()))
-            .await
-            .expect("subscribe");
+        });
         nodes.push(node);
         arrivals.push(log);
     }

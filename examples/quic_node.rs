@@ -37,7 +37,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
-use gossip_core::actor::{Delete, GossipNode, Leave, NodeBuilder, Set, Snapshot, Stop, Subscribe};
+use gossip_core::actor::{
+    Delete, GetId, GetMembers, GetValues, GossipNode, Leave, NodeBuilder, Set, Stop, Subscribe,
+    Update,
+};
 use gossip_core::proto::{Config, Event, Status};
 use gossip_quic::{NodeIdentity, QuicConfig, QuicHandle, QuicTransport, write_cluster_valid_for};
 use serde_json::{Value as Json, json};
@@ -109,6 +112,10 @@ struct RunArgs {
     /// Node names refused at the handshake (revoked), comma separated.
     #[arg(long, value_delimiter = ',')]
     deny: Vec<String>,
+    /// Serve metrics in Prometheus text format at http://ADDR/metrics (port
+    /// 0 picks a free one; the address is printed as a `metrics` event).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// NO AUTHENTICATION: anyone reaching the port joins. Development only.
     #[arg(long)]
     insecure_dev_mode_no_authentication: bool,
@@ -185,6 +192,11 @@ fn protocol_config(args: &RunArgs) -> Config {
 
 async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = protocol_config(&args);
+    let metrics_addr = match args.metrics {
+        // Installed before the node starts, so it reports from the first round.
+        Some(addr) => Some(metrics_http::serve(addr).await?),
+        None => None,
+    };
     let quic = match &args.certs {
         Some(dir) if !args.insecure_dev_mode_no_authentication => QuicConfig::new(
             args.listen,
@@ -209,13 +221,23 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         node: args.name.clone(),
         json: args.json,
     };
-    let printer = Printer { out: out.clone() }.start();
-    node.send(Subscribe::new(printer.recipient())).await?;
-    let me = node.send(Snapshot).await?.id;
+    let sub = node.send(Subscribe::all()).await?;
+    let out_here = out.clone();
+    Printer::create(move |ctx| {
+        Printer::add_stream(sub, ctx);
+        Printer { out: out_here }
+    });
+    let me = node.send(GetId).await?;
     out.emit(
         json!({"event": "started", "addr": me.addr.to_string(), "generation": me.generation, "cluster": args.cluster}),
         format!("started {} at {} (generation {})", me.name, me.addr, me.generation),
     );
+    if let Some(addr) = metrics_addr {
+        out.emit(
+            json!({"event": "metrics", "addr": addr.to_string()}),
+            format!("metrics at http://{addr}/metrics"),
+        );
+    }
 
     // stdin on a plain thread: a blocked read must not hold the runtime at exit.
     let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -323,16 +345,13 @@ async fn command(node: &Addr<GossipNode>, out: &Out, line: &str) -> Flow {
             } else {
                 (None, rest[0])
             };
-            match node.send(Snapshot).await {
-                Ok(snap) => {
-                    let mut found = BTreeMap::new();
-                    for (o, keys) in &snap.keys {
-                        if owner.is_none_or(|w| w == o) {
-                            if let Some(v) = keys.get(key) {
-                                found.insert(o.clone(), (text(&v.value), v.version));
-                            }
-                        }
-                    }
+            match node.send(GetValues::new(key)).await {
+                Ok(all) => {
+                    let found: BTreeMap<String, (String, u64)> = all
+                        .into_iter()
+                        .filter(|(o, _)| owner.is_none_or(|w| w == o))
+                        .map(|(o, v)| (o, (text(&v.value), v.version)))
+                        .collect();
                     let value = found.values().next().map(|(v, _)| v.clone());
                     let values: BTreeMap<_, _> = found
                         .iter()
@@ -356,18 +375,16 @@ async fn command(node: &Addr<GossipNode>, out: &Out, line: &str) -> Flow {
                 Err(e) => Err(e.to_string()),
             }
         }
-        ["members"] => match node.send(Snapshot).await {
-            Ok(snap) => {
-                let members: Vec<Json> = snap
-                    .members
+        ["members"] => match node.send(GetMembers::all()).await {
+            Ok(all) => {
+                let members: Vec<Json> = all
                     .iter()
                     .map(|m| {
                         json!({"name": m.id.name, "addr": m.id.addr.to_string(), "generation": m.id.generation,
                                "status": status(m.status), "heartbeat": m.heartbeat, "keys": m.keys})
                     })
                     .collect();
-                let human = snap
-                    .members
+                let human = all
                     .iter()
                     .map(|m| {
                         format!(
@@ -459,10 +476,19 @@ impl Actor for Printer {
     type Context = Context<Self>;
 }
 
-impl Handler<Event> for Printer {
-    type Result = ();
-
-    fn handle(&mut self, event: Event, _ctx: &mut Self::Context) {
+impl StreamHandler<Update> for Printer {
+    fn handle(&mut self, update: Update, _ctx: &mut Self::Context) {
+        let event = match update {
+            Update::Event(event) => event,
+            Update::Lagged { missed } => {
+                self.out.emit(
+                    json!({"event": "lagged", "missed": missed}),
+                    format!("missed {missed} events"),
+                );
+                return;
+            }
+            _ => return,
+        };
         let (object, human) = match &event {
             Event::MemberJoined { id } => (
                 json!({"event": "member_joined", "member": id.name, "addr": id.addr.to_string(), "generation": id.generation}),
@@ -517,5 +543,84 @@ impl Handler<Event> for Printer {
             other => (json!({"event": format!("{other:?}")}), format!("{other:?}")),
         };
         self.out.emit(object, human);
+    }
+}
+
+/// `--metrics ADDR`: the `metrics` facade's Prometheus recorder, rendered
+/// by a tiny HTTP/1.1 handler on a tokio listener (the exporter's own
+/// listener would pull in hyper; this is all a scrape needs).
+mod metrics_http {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// Longest request head read; a scrape's is a few hundred bytes.
+    const MAX_REQUEST: usize = 8 * 1024;
+    /// A client that sends no full request head in this time is dropped.
+    const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Installs the recorder and serves it at `addr`; returns the bound
+    /// address.
+    pub async fn serve(addr: SocketAddr) -> Result<SocketAddr, Box<dyn std::error::Error>> {
+        let handle = PrometheusBuilder::new().install_recorder()?;
+        let listener = TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        let upkeep = handle.clone();
+        // Summaries are rolled by upkeep; the recorder has no thread of its own.
+        actix::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+        actix::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        actix::spawn(answer(stream, handle.clone()));
+                    }
+                    Err(error) => tracing::warn!(%error, "metrics listener accept failed"),
+                }
+            }
+        });
+        Ok(bound)
+    }
+
+    /// Answers one connection: `GET /metrics` gets the rendered text,
+    /// anything else a 404; then closes it.
+    async fn answer(mut stream: TcpStream, handle: PrometheusHandle) {
+        let mut head = Vec::with_capacity(512);
+        let mut buf = [0u8; 1024];
+        let read = tokio::time::timeout(READ_TIMEOUT, async {
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            true
+        })
+        .await;
+        if read != Ok(true) {
+            return;
+        }
+        let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+        let mut words = line.split(|b| *b == b' ');
+        let (method, path) = (words.next(), words.next());
+        let (status, body) = if method == Some(&b"GET"[..]) && path == Some(&b"/metrics"[..]) {
+            ("200 OK", handle.render())
+        } else {
+            ("404 Not Found", "not found\n".to_owned())
+        };
+        let response = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
     }
 }

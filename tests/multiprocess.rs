@@ -487,3 +487,115 @@ fn kill_pause_restart_over_quic() {
         assert!(has_event(&c.procs[i], |ev| ev["event"] == "stopped"));
     }
 }
+
+/// One GET over a fresh connection; the status line and the body.
+fn http_get(addr: SocketAddr, path: &str) -> Option<(String, String)> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nhost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_owned(), body.to_owned()))
+}
+
+/// The value of the series `name` whose labels include every one of `labels`.
+fn series(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// `quic_node run --metrics ADDR` serves Prometheus text at /metrics: a
+/// two-node cluster's membership and traffic show up in a real scrape.
+#[test]
+fn metrics_are_served_over_http() {
+    let bin = quic_node_bin();
+    let (a_addr, b_addr) = (free_port(), free_port());
+    let spawn = |name: &str, listen: SocketAddr, extra: &[String]| {
+        Command::new(&bin)
+            .args([
+                "run",
+                "--name",
+                name,
+                "--json",
+                "--insecure-dev-mode-no-authentication",
+            ])
+            .args(["--listen", &listen.to_string()])
+            .args(["--cluster", "mp-metrics", "--interval-ms", "100"])
+            .args(extra)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn quic_node")
+    };
+    let mut procs = Cluster {
+        bin: bin.clone(),
+        certs: std::env::temp_dir().join("gossip-metrics-test-has-no-certs"),
+        procs: Vec::new(),
+        addrs: BTreeMap::new(),
+    };
+    let mut a = spawn("a", a_addr, &["--metrics".into(), "127.0.0.1:0".into()]);
+    let stdout = a.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let Ok(event) = serde_json::from_str::<Json>(&line) else {
+                continue;
+            };
+            if event["event"] == "metrics"
+                && let Some(addr) = event["addr"].as_str().and_then(|a| a.parse().ok())
+            {
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let b = spawn("b", b_addr, &["--seed".into(), a_addr.to_string()]);
+    for (name, mut child) in [("a", a), ("b", b)] {
+        let stdin = child.stdin.take();
+        procs.procs.push(Proc {
+            name: name.to_owned(),
+            child,
+            stdin,
+            seen: Arc::default(),
+        });
+    }
+    let metrics = rx
+        .recv_timeout(DEADLINE)
+        .expect("a announces its metrics address");
+    let start = Instant::now();
+    let body = loop {
+        if let Some((status, body)) = http_get(metrics, "/metrics") {
+            assert_eq!(status, "HTTP/1.1 200 OK");
+            let live = series(&body, "gossip_members", &["node=\"a\"", "status=\"live\""]);
+            let heard = series(&body, "gossip_messages_in_total", &["node=\"a\""]);
+            if live == Some(2.0) && heard.is_some_and(|n| n > 0.0) {
+                break body;
+            }
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out waiting for a scrape showing both members live"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for name in [
+        "gossip_bytes_out_total",
+        "gossip_keys",
+        "gossip_subscribers",
+    ] {
+        assert!(
+            series(&body, name, &["node=\"a\""]).is_some(),
+            "{name} missing from:\n{body}"
+        );
+    }
+    let (status, _) = http_get(metrics, "/other").expect("the server answers");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    // `procs` kills both processes when dropped.
+    procs.procs.iter_mut().for_each(|p| p.stdin = None);
+}

@@ -32,7 +32,7 @@ use bytes::Bytes;
 use gossip_core::Transport;
 use gossip_core::actor::{
     Delete, Get, GetMember, GetMetrics, GossipNode, Leave, LeaveOutcome, NodeBuilder, Set,
-    Snapshot, Stop, Subscribe,
+    Snapshot, Stop, Subscribe, Update,
 };
 use gossip_core::proto::{Config, Event, Status, WriteError};
 
@@ -279,24 +279,26 @@ impl Actor for Collector {
     type Context = Context<Self>;
 }
 
-impl Handler<Event> for Collector {
-    type Result = ();
-
-    fn handle(&mut self, event: Event, _ctx: &mut Self::Context) {
-        self.events.lock().expect("collector lock").push(event);
+impl StreamHandler<Update> for Collector {
+    fn handle(&mut self, update: Update, _ctx: &mut Self::Context) {
+        if let Update::Event(event) = update {
+            self.events.lock().expect("collector lock").push(event);
+        }
     }
 }
 
 /// Subscribes a new [`Collector`] to `node`; returns its event log.
 pub async fn collect(node: &Addr<GossipNode>) -> Arc<Mutex<Vec<Event>>> {
     let events = Arc::new(Mutex::new(Vec::new()));
-    let collector = Collector {
-        events: events.clone(),
-    }
-    .start();
-    node.send(Subscribe::new(collector.recipient()))
+    let sub = node
+        .send(Subscribe::all())
         .await
         .expect("node answers subscribe");
+    let log = events.clone();
+    Collector::create(move |ctx| {
+        Collector::add_stream(sub, ctx);
+        Collector { events: log }
+    });
     events
 }
 

@@ -4,10 +4,11 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, Addr, ArbiterHandle};
+use bytes::Bytes;
 use thiserror::Error;
 
 use super::node::{Clock, GossipNode};
-use crate::proto::{Config, ConfigError, Node, NodeId};
+use crate::proto::{Config, ConfigError, Node, NodeId, WriteError};
 use crate::transport::Transport;
 
 /// Mailbox capacity of a node unless [`NodeBuilder::mailbox_capacity`] says
@@ -27,6 +28,14 @@ pub enum StartError {
     /// `start` was called outside a running actix system.
     #[error("no actix arbiter running on this thread")]
     NoRuntime,
+    /// An initial key ([`NodeBuilder::key`]) was refused by the limits.
+    #[error("initial key {key:?} refused: {error}")]
+    Key {
+        /// The key.
+        key: String,
+        /// Why it was refused.
+        error: WriteError,
+    },
     /// The config's `max_message_bytes` exceeds what the transport carries:
     /// the node's large messages would be dropped at every send.
     #[error("max_message_bytes {config} exceeds the transport's limit of {transport} bytes")]
@@ -56,6 +65,7 @@ pub struct NodeBuilder {
     generation: Option<u64>,
     rng_seed: Option<u64>,
     mailbox_capacity: usize,
+    keys: Vec<(String, Bytes)>,
 }
 
 impl NodeBuilder {
@@ -69,6 +79,7 @@ impl NodeBuilder {
             generation: None,
             rng_seed: None,
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
+            keys: Vec::new(),
         }
     }
 
@@ -99,6 +110,26 @@ impl NodeBuilder {
     /// the name and generation, so runs are reproducible given those.
     pub fn rng_seed(mut self, seed: u64) -> Self {
         self.rng_seed = Some(seed);
+        self
+    }
+
+    /// A key this node holds from the start (metadata: role, service port,
+    /// version...). Initial keys are written before the node sends
+    /// anything, and its first knock on a seed pushes them ahead of its
+    /// digest, so peers admit the node together with its keys instead of
+    /// seeing it bare first. A key set twice keeps the later value.
+    pub fn key(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.keys.push((key.into(), value.into()));
+        self
+    }
+
+    /// Several initial keys; see [`key`](Self::key).
+    pub fn keys<K: Into<String>, V: Into<Bytes>>(
+        mut self,
+        keys: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.keys
+            .extend(keys.into_iter().map(|(k, v)| (k.into(), v.into())));
         self
     }
 
@@ -147,7 +178,11 @@ impl NodeBuilder {
             .unwrap_or_else(|| mix(name_hash(&self.name) ^ mix(generation)));
         let id = NodeId::new(self.name, transport.local_addr(), generation);
         let clock = Clock::start();
-        let core = Node::new(self.config, id, self.seeds, rng_seed, clock.now())?;
+        let mut core = Node::new(self.config, id, self.seeds, rng_seed, clock.now())?;
+        for (key, value) in self.keys {
+            core.set(clock.now(), &key, value)
+                .map_err(|error| StartError::Key { key, error })?;
+        }
         Ok(GossipNode::new(
             core,
             transport,

@@ -2,18 +2,14 @@
 //! and what it gets back.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use actix::{Message, Recipient};
+use actix::Message;
 use bytes::Bytes;
 
-use crate::proto::{Event, Gauges, Id, MemberInfo, Metrics as ProtoMetrics, WriteError};
-
-/// Events reach subscribers as actix messages. Delivery is best effort: see
-/// [`Subscribe`] for the policy when a subscriber falls behind.
-impl Message for Event {
-    type Result = ();
-}
+use super::subscribe::{Filter, Subscription};
+use crate::proto::{Gauges, Id, MemberInfo, Metrics as ProtoMetrics, Status, WriteError};
 
 /// Sets `key` in this node's keyspace, optionally expiring after `ttl`.
 /// Replies with the write's version.
@@ -45,6 +41,51 @@ impl Set {
             value: value.into(),
             ttl: Some(ttl),
         }
+    }
+}
+
+/// How long a [`Broadcast`] lives unless it says otherwise: long enough
+/// for gossip to reach every live node many times over at LAN and local
+/// intervals, short enough that its key gives way soon.
+pub const DEFAULT_BROADCAST_TTL: Duration = Duration::from_secs(30);
+
+/// Sends `payload` on `topic` to every live node (Serf's user events):
+/// every node's subscribers with [`Kinds::BROADCASTS`](super::Kinds::BROADCASTS)
+/// in their filter get one [`Update::UserEvent`](super::Update::UserEvent),
+/// this node's included. Replies with its sequence number.
+///
+/// It travels as a key with a TTL under
+/// [`proto::broadcast::PREFIX`](crate::proto::broadcast), so it takes the
+/// eager-push fast path, is delivered once per node, and lives `ttl`: a
+/// node that joins (or heals from a partition) within that time still gets
+/// it; later, nobody does. It counts against the keyspace limits like any
+/// key (`WriteError` when they are reached) and is hidden from key events
+/// and the key queries.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "Result<u64, WriteError>")]
+pub struct Broadcast {
+    /// The topic (the key holds it: at most `max_key_bytes` with the prefix).
+    pub topic: String,
+    /// The payload (at most `max_value_bytes`).
+    pub payload: Bytes,
+    /// How long the broadcast may still be delivered.
+    pub ttl: Duration,
+}
+
+impl Broadcast {
+    /// A broadcast living [`DEFAULT_BROADCAST_TTL`].
+    pub fn new(topic: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+        Broadcast {
+            topic: topic.into(),
+            payload: payload.into(),
+            ttl: DEFAULT_BROADCAST_TTL,
+        }
+    }
+
+    /// A broadcast living `ttl`.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
     }
 }
 
@@ -110,6 +151,81 @@ impl GetMember {
     }
 }
 
+/// This node's identity (name, address, generation): O(1), unlike a
+/// [`Snapshot`].
+#[derive(Clone, Copy, Debug, Default, Message)]
+#[rtype(result = "Id")]
+pub struct GetId;
+
+/// The members this node knows, with status, heartbeat and key count but
+/// no keys: O(members), for membership views that a [`Snapshot`] (which
+/// copies every key) makes too costly. Ordered by name, this node included.
+#[derive(Clone, Copy, Debug, Default, Message)]
+#[rtype(result = "Vec<MemberInfo>")]
+pub struct GetMembers {
+    /// Only members with this status (`None`: all).
+    pub status: Option<Status>,
+}
+
+impl GetMembers {
+    /// Every member.
+    pub fn all() -> Self {
+        GetMembers { status: None }
+    }
+
+    /// Only the members with `status` (e.g. the live ones).
+    pub fn with_status(status: Status) -> Self {
+        GetMembers {
+            status: Some(status),
+        }
+    }
+}
+
+/// One owner's live keys as this node holds them; `None` if it does not
+/// know the owner. O(that owner's keys).
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "Option<BTreeMap<String, Value>>")]
+pub struct GetKeys {
+    /// Name of the owner.
+    pub owner: String,
+}
+
+impl GetKeys {
+    /// `owner`'s keys.
+    pub fn new(owner: impl Into<String>) -> Self {
+        GetKeys {
+            owner: owner.into(),
+        }
+    }
+}
+
+/// Every owner's value of one key, by owner name: "what does each node say
+/// about `service/port`". O(members); owners without a live value under
+/// the key are left out.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "BTreeMap<String, Value>")]
+pub struct GetValues {
+    /// The key.
+    pub key: String,
+}
+
+impl GetValues {
+    /// Every owner's `key`.
+    pub fn new(key: impl Into<String>) -> Self {
+        GetValues { key: key.into() }
+    }
+}
+
+/// Replaces the node's seeds while it runs (its own address is ignored),
+/// for deployments whose seed addresses change. A node that is alone
+/// knocks on the new seeds at its next round.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetSeeds {
+    /// The new seeds.
+    pub seeds: Vec<SocketAddr>,
+}
+
 /// Everything this node knows, copied out: O(members + keys), so meant
 /// for inspection and tests, not for a hot path.
 #[derive(Clone, Debug, Default, Message)]
@@ -130,41 +246,81 @@ pub struct NodeSnapshot {
     pub keys: BTreeMap<String, BTreeMap<String, Value>>,
 }
 
-/// Events a subscriber may have in flight (sent, not yet handled) before
-/// further events to it are dropped, unless [`Subscribe::capacity`] says
+/// Updates a subscriber's queue holds unless [`Subscribe::capacity`] says
 /// otherwise.
 pub const DEFAULT_SUBSCRIBER_CAPACITY: usize = 1024;
 
-/// Forwards every later [`Event`] of this node to `recipient`.
+/// Subscribes to this node's later [`Event`](crate::proto::Event)s that pass `filter`; replies
+/// with the [`Subscription`] handle to read them from. The subscription
+/// ends when the handle is dropped.
 ///
-/// Policy for slow subscribers: each subscriber may have at most
-/// `capacity` events in flight (delivered to its mailbox but not yet
-/// handled). Beyond that, events for it are dropped — never queued — and
-/// counted in [`ActorMetrics::events_dropped`], so a subscriber that stops
-/// reading cannot make the node grow its memory. A subscriber whose actor
-/// has stopped is removed. Subscribers that must not miss anything should
-/// reconcile with a [`Snapshot`] when they see drops.
+/// Each subscriber has a queue of `capacity` updates. The node never waits
+/// for it: events that find it full are dropped, counted in
+/// [`ActorMetrics::events_dropped`], and reported to the subscriber as one
+/// [`Update::Lagged`](super::Update::Lagged) once there is room again, so
+/// a reader that stops reading costs the node at most `capacity` updates
+/// and never loses events silently.
+///
+/// With [`watch`](Subscribe::watch), the first update is the
+/// [`Current`](super::Current) state matching the filter (members with
+/// status, live keys), taken in the same actor step as the subscription, so
+/// the events that follow are exactly the changes since.
+///
+/// ```no_run
+/// use gossip_core::actor::{Filter, Subscribe, Update};
+/// # async fn demo(node: actix::Addr<gossip_core::actor::GossipNode>) -> Result<(), actix::MailboxError> {
+/// let mut sub = node.send(Subscribe::new(Filter::keys("service/")).watch()).await?;
+/// while let Some(update) = sub.recv().await {
+///     match update {
+///         Update::Current(now) => println!("{} service keys now", now.keys.len()),
+///         Update::Event(event) => println!("{event:?}"),
+///         Update::Lagged { missed } => println!("missed {missed}: resubscribe"),
+///         _ => {}
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Subscription")]
 pub struct Subscribe {
-    /// Where events go.
-    pub recipient: Recipient<Event>,
-    /// Most events in flight to this subscriber; at least 1.
+    /// Which events to receive.
+    pub filter: Filter,
+    /// Updates queued for this subscriber at most; at least 2.
     pub capacity: usize,
+    /// Whether the first update is the current matching state.
+    pub watch: bool,
 }
 
 impl Subscribe {
-    /// Subscribes `recipient` with [`DEFAULT_SUBSCRIBER_CAPACITY`].
-    pub fn new(recipient: Recipient<Event>) -> Self {
+    /// Events passing `filter`, with [`DEFAULT_SUBSCRIBER_CAPACITY`].
+    pub fn new(filter: Filter) -> Self {
         Subscribe {
-            recipient,
+            filter,
             capacity: DEFAULT_SUBSCRIBER_CAPACITY,
+            watch: false,
         }
+    }
+
+    /// Every event.
+    pub fn all() -> Self {
+        Subscribe::new(Filter::all())
+    }
+
+    /// A queue of `capacity` updates instead of the default.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Starts with the current matching state ([`Update::Current`](super::Update::Current)).
+    pub fn watch(mut self) -> Self {
+        self.watch = true;
+        self
     }
 }
 
 /// Announces that this node leaves the cluster, then waits until a peer
-/// confirms it holds the announcement ([`Event::LeaveAnnounced`]) or
+/// confirms it holds the announcement ([`Event::LeaveAnnounced`](crate::proto::Event::LeaveAnnounced)) or
 /// `timeout` passes. The node keeps running (and refuses writes): send
 /// [`Stop`] after this resolves.
 #[derive(Clone, Copy, Debug, Message)]
@@ -223,9 +379,10 @@ pub struct ActorMetrics {
     pub send_errors: SendErrors,
     /// Gossip timer expiries handled.
     pub timer_fires: u64,
-    /// Events delivered to subscribers' mailboxes.
+    /// Events queued for subscribers (one per subscriber per event).
     pub events_forwarded: u64,
-    /// Events dropped because a subscriber had `capacity` events in flight.
+    /// Events dropped because a subscriber's queue was full (each gap is
+    /// reported to it as one `Lagged`).
     pub events_dropped: u64,
     /// Subscribers currently registered.
     pub subscribers: usize,

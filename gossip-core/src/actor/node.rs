@@ -8,9 +8,12 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::messages::{
-    ActorMetrics, Delete, Get, GetMember, GetMetrics, Leave, LeaveOutcome, NodeMetrics,
-    NodeSnapshot, Set, Snapshot, Stop, Subscribe, Value,
+    ActorMetrics, Broadcast, Delete, Get, GetId, GetKeys, GetMember, GetMembers, GetMetrics,
+    GetValues, Leave, LeaveOutcome, NodeMetrics, NodeSnapshot, Set, SetSeeds, Snapshot, Stop,
+    Subscribe, Value,
 };
+use super::subscribe::{Current, KeyValue, Offer, Subscriber, UserEvent};
+use crate::proto::broadcast;
 use crate::proto::{self, Event, MemberInfo, Node, WriteError};
 use crate::transport::{Incoming, Received, Transport, TransportError};
 
@@ -35,14 +38,6 @@ impl Clock {
         let micros = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
         proto::Instant::from_micros(micros)
     }
-}
-
-/// One event subscriber and its in-flight count (see [`Subscribe`]).
-struct Subscriber {
-    id: u64,
-    recipient: Recipient<Event>,
-    capacity: usize,
-    in_flight: usize,
 }
 
 /// One gossip node as an actix actor.
@@ -73,12 +68,15 @@ pub struct GossipNode {
     /// The one armed timer and the deadline it fires at.
     timer: Option<(SpawnHandle, proto::Instant)>,
     subscribers: Vec<Subscriber>,
-    next_subscriber: u64,
+    /// Sequence number of this node's next broadcast.
+    next_broadcast: u64,
     leave_waiters: Vec<oneshot::Sender<LeaveOutcome>>,
     leave_announced: bool,
     stopping: bool,
     closed: bool,
     counters: ActorMetrics,
+    #[cfg(feature = "metrics")]
+    telemetry: super::telemetry::Telemetry,
 }
 
 impl GossipNode {
@@ -89,6 +87,8 @@ impl GossipNode {
         clock: Clock,
         mailbox_capacity: usize,
     ) -> Self {
+        #[cfg(feature = "metrics")]
+        let core_name = core.id().name.clone();
         let mut transport = transport;
         let incoming = transport.incoming();
         GossipNode {
@@ -99,17 +99,59 @@ impl GossipNode {
             mailbox_capacity,
             timer: None,
             subscribers: Vec::new(),
-            next_subscriber: 0,
+            next_broadcast: 0,
             leave_waiters: Vec::new(),
             leave_announced: false,
             stopping: false,
             closed: false,
             counters: ActorMetrics::default(),
+            #[cfg(feature = "metrics")]
+            telemetry: super::telemetry::Telemetry::new(&core_name),
         }
     }
 
     fn now(&self) -> proto::Instant {
         self.clock.now()
+    }
+
+    /// Every counter and gauge, the core's and the shell's.
+    fn node_metrics(&self) -> NodeMetrics {
+        let actor = ActorMetrics {
+            subscribers: self.subscribers.iter().filter(|s| !s.is_closed()).count(),
+            ..self.counters
+        };
+        NodeMetrics {
+            proto: *self.core.metrics(),
+            gauges: self.core.gauges(),
+            actor,
+        }
+    }
+
+    /// The state a new watch starts with: the members and live keys its
+    /// filter is about.
+    fn current(&self, s: &Subscriber) -> Current {
+        let members: Vec<MemberInfo> = self
+            .core
+            .members()
+            .into_iter()
+            .filter(|m| s.wants_member(&m.id.name))
+            .collect();
+        let mut keys = Vec::new();
+        for m in self.core.members() {
+            for (key, value, version) in self.core.keys(&m.id.name) {
+                if s.wants_key(&m.id.name, key) && !broadcast::is_broadcast(key) {
+                    keys.push(KeyValue {
+                        owner: m.id.clone(),
+                        key: key.to_owned(),
+                        value: Value {
+                            value: value.clone(),
+                            version,
+                        },
+                    });
+                }
+            }
+        }
+        Current { members, keys }
     }
 
     /// Carries out everything the core asked for after an input.
@@ -118,7 +160,7 @@ impl GossipNode {
             self.transmit(tx);
         }
         while let Some(event) = self.core.poll_event() {
-            self.on_event(event, ctx);
+            self.on_event(event);
         }
         self.arm_timer(ctx);
     }
@@ -144,47 +186,71 @@ impl GossipNode {
         }
     }
 
-    fn on_event(&mut self, event: Event, ctx: &mut Context<Self>) {
+    fn on_event(&mut self, event: Event) {
         tracing::debug!(node = %self.core.id(), ?event, "gossip event");
+        #[cfg(feature = "metrics")]
+        self.telemetry.on_event(&event);
         if matches!(event, Event::LeaveAnnounced) {
             self.leave_announced = true;
             for w in self.leave_waiters.drain(..) {
                 let _ = w.send(LeaveOutcome::Announced);
             }
         }
-        self.forward(event, ctx);
+        self.forward(event);
     }
 
-    /// Sends `event` to every subscriber with room in its in-flight bound;
-    /// drops and counts it for the others.
-    fn forward(&mut self, event: Event, ctx: &mut Context<Self>) {
-        self.subscribers.retain(|s| s.recipient.connected());
-        for s in &mut self.subscribers {
-            if s.in_flight >= s.capacity {
-                self.counters.events_dropped += 1;
-                continue;
+    /// Offers `event` to every subscriber (never waiting for one), and
+    /// forgets those whose handle was dropped. Broadcast keys are offered
+    /// as broadcasts; their expiry is not news.
+    fn forward(&mut self, event: Event) {
+        match &event {
+            Event::KeyChanged {
+                owner, key, value, ..
+            } if broadcast::is_broadcast(key) => {
+                if let Some((seq, topic)) = broadcast::parse(key) {
+                    let b = UserEvent {
+                        sender: owner.clone(),
+                        topic: topic.to_owned(),
+                        payload: value.clone(),
+                        seq,
+                    };
+                    self.forward_broadcast(&b);
+                }
+                return;
             }
-            s.in_flight += 1;
-            let id = s.id;
-            let request = s.recipient.send(event.clone());
-            ctx.spawn(
-                actix::fut::wrap_future::<_, Self>(request).map(move |result, act, _| {
-                    act.delivered(id, result.is_ok());
-                }),
-            );
+            Event::KeyDeleted { key, .. } if broadcast::is_broadcast(key) => return,
+            _ => {}
         }
+        let me = &self.core.id().name;
+        let counters = &mut self.counters;
+        self.subscribers.retain_mut(|s| match s.offer(me, &event) {
+            Offer::Skipped => true,
+            Offer::Queued => {
+                counters.events_forwarded += 1;
+                true
+            }
+            Offer::Missed => {
+                counters.events_dropped += 1;
+                true
+            }
+            Offer::Gone => false,
+        });
     }
 
-    fn delivered(&mut self, id: u64, ok: bool) {
-        if let Some(i) = self.subscribers.iter().position(|s| s.id == id) {
-            if ok {
-                self.counters.events_forwarded += 1;
-                self.subscribers[i].in_flight -= 1;
-            } else {
-                // Only a stopped subscriber fails a request without timeout.
-                self.subscribers.swap_remove(i);
+    fn forward_broadcast(&mut self, b: &UserEvent) {
+        let counters = &mut self.counters;
+        self.subscribers.retain_mut(|s| match s.offer_broadcast(b) {
+            Offer::Skipped => true,
+            Offer::Queued => {
+                counters.events_forwarded += 1;
+                true
             }
-        }
+            Offer::Missed => {
+                counters.events_dropped += 1;
+                true
+            }
+            Offer::Gone => false,
+        });
     }
 
     /// Keeps exactly one timer armed, at the core's deadline.
@@ -215,6 +281,11 @@ impl GossipNode {
         let now = self.now();
         self.core.handle_timeout(now);
         self.drain(ctx);
+        #[cfg(feature = "metrics")]
+        if self.telemetry.due(now, self.core.config().gossip_interval) {
+            let m = self.node_metrics();
+            self.telemetry.publish(now, &m);
+        }
     }
 
     fn close_transport(&mut self) -> impl Future<Output = ()> + 'static {
@@ -301,6 +372,30 @@ impl Handler<Set> for GossipNode {
     }
 }
 
+impl Handler<Broadcast> for GossipNode {
+    type Result = Result<u64, WriteError>;
+
+    fn handle(&mut self, msg: Broadcast, ctx: &mut Self::Context) -> Self::Result {
+        let now = self.now();
+        let seq = self.next_broadcast;
+        let key = broadcast::key(seq, &msg.topic);
+        self.core
+            .set_with_ttl(now, &key, msg.payload.clone(), msg.ttl)?;
+        self.next_broadcast += 1;
+        tracing::debug!(node = %self.core.id(), topic = %msg.topic, seq, "broadcast sent");
+        // The core reports no event for its own writes: deliver it here.
+        let b = UserEvent {
+            sender: self.core.id().clone(),
+            topic: msg.topic,
+            payload: msg.payload,
+            seq,
+        };
+        self.forward_broadcast(&b);
+        self.drain(ctx);
+        Ok(seq)
+    }
+}
+
 impl Handler<Delete> for GossipNode {
     type Result = Result<Option<u64>, WriteError>;
 
@@ -341,6 +436,78 @@ impl Handler<GetMember> for GossipNode {
     }
 }
 
+impl Handler<GetId> for GossipNode {
+    type Result = MessageResult<GetId>;
+
+    fn handle(&mut self, _msg: GetId, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.core.id().clone())
+    }
+}
+
+impl Handler<GetMembers> for GossipNode {
+    type Result = MessageResult<GetMembers>;
+
+    fn handle(&mut self, msg: GetMembers, _ctx: &mut Self::Context) -> Self::Result {
+        let mut members = self.core.members();
+        if let Some(status) = msg.status {
+            members.retain(|m| m.status == status);
+        }
+        MessageResult(members)
+    }
+}
+
+impl Handler<GetKeys> for GossipNode {
+    type Result = MessageResult<GetKeys>;
+
+    fn handle(&mut self, msg: GetKeys, _ctx: &mut Self::Context) -> Self::Result {
+        if self.core.member(&msg.owner).is_none() {
+            return MessageResult(None);
+        }
+        let keys = self
+            .core
+            .keys(&msg.owner)
+            .filter(|(k, _, _)| !broadcast::is_broadcast(k))
+            .map(|(k, v, version)| {
+                let value = Value {
+                    value: v.clone(),
+                    version,
+                };
+                (k.to_owned(), value)
+            })
+            .collect();
+        MessageResult(Some(keys))
+    }
+}
+
+impl Handler<GetValues> for GossipNode {
+    type Result = MessageResult<GetValues>;
+
+    fn handle(&mut self, msg: GetValues, _ctx: &mut Self::Context) -> Self::Result {
+        let values = self
+            .core
+            .values_of(&msg.key)
+            .map(|(owner, v, version)| {
+                let value = Value {
+                    value: v.clone(),
+                    version,
+                };
+                (owner.name.clone(), value)
+            })
+            .collect();
+        MessageResult(values)
+    }
+}
+
+impl Handler<SetSeeds> for GossipNode {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetSeeds, ctx: &mut Self::Context) {
+        tracing::info!(node = %self.core.id(), seeds = ?msg.seeds, "seeds changed");
+        self.core.set_seeds(msg.seeds);
+        self.drain(ctx);
+    }
+}
+
 impl Handler<Snapshot> for GossipNode {
     type Result = MessageResult<Snapshot>;
 
@@ -375,19 +542,17 @@ impl Handler<Snapshot> for GossipNode {
 }
 
 impl Handler<Subscribe> for GossipNode {
-    type Result = ();
+    type Result = MessageResult<Subscribe>;
 
-    fn handle(&mut self, msg: Subscribe, _ctx: &mut Self::Context) {
-        let id = self.next_subscriber;
-        self.next_subscriber += 1;
-        let capacity = msg.capacity.max(1);
-        self.subscribers.push(Subscriber {
-            id,
-            recipient: msg.recipient,
-            capacity,
-            in_flight: 0,
-        });
-        tracing::debug!(node = %self.core.id(), subscriber = id, capacity, "subscribed");
+    fn handle(&mut self, msg: Subscribe, _ctx: &mut Self::Context) -> Self::Result {
+        self.subscribers.retain(|s| !s.is_closed());
+        let (mut subscriber, handle) = Subscriber::new(msg.filter, msg.capacity);
+        if msg.watch {
+            subscriber.send_current(self.current(&subscriber));
+        }
+        self.subscribers.push(subscriber);
+        tracing::debug!(node = %self.core.id(), capacity = msg.capacity, watch = msg.watch, "subscribed");
+        MessageResult(handle)
     }
 }
 
@@ -443,14 +608,9 @@ impl Handler<GetMetrics> for GossipNode {
     type Result = MessageResult<GetMetrics>;
 
     fn handle(&mut self, _msg: GetMetrics, _ctx: &mut Self::Context) -> Self::Result {
-        let actor = ActorMetrics {
-            subscribers: self.subscribers.len(),
-            ..self.counters
-        };
-        MessageResult(NodeMetrics {
-            proto: *self.core.metrics(),
-            gauges: self.core.gauges(),
-            actor,
-        })
+        let m = self.node_metrics();
+        #[cfg(feature = "metrics")]
+        self.telemetry.publish(self.now(), &m);
+        MessageResult(m)
     }
 }

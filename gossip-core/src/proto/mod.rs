@@ -4,6 +4,7 @@
 //! or what it takes and gives. Callers pass `now` into every call and seed
 //! the node's RNG, so the simulator, tests and production run identical logic.
 
+pub mod broadcast;
 mod budget;
 pub mod codec;
 pub mod config;

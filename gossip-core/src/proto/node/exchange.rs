@@ -55,6 +55,7 @@ impl Node {
         targets.dedup();
         self.tick_sweep(now);
         for to in targets {
+            self.introduce(to);
             self.send_syn(to, None);
         }
     }

@@ -28,6 +28,7 @@ use crate::proto::metrics::{Gauges, Metrics, PartRefused};
 use crate::proto::refute;
 use crate::proto::time::Instant;
 
+mod app;
 mod exchange;
 mod own;
 mod probe;
