@@ -11,6 +11,12 @@
 //! [`NetStats`]. Latency is applied on the receiving side: the endpoint's
 //! stream holds a message back until its delivery time, in a bounded heap.
 //!
+//! Faults mean what they mean in the simulator: loss, duplication and
+//! latency are drawn at send; a partition or a crashed receiver is decided
+//! at delivery, so a message in flight when a partition starts is lost, and
+//! one sent just before it heals may arrive after; a crashed endpoint sends
+//! nothing.
+//!
 //! An endpoint bound with a name ([`MemNetwork::endpoint_as`],
 //! [`MemNetwork::bind_as`]) is authenticated: its receivers get that name
 //! with each of its messages ([`Received::peer`]), as QUIC gets the name
@@ -173,8 +179,8 @@ impl Shared {
         }
         let mut guard = self.lock();
         let state = &mut *guard;
-        let (group, peer) = match state.endpoints.get(&from) {
-            Some(s) if s.incarnation == incarnation && !s.crashed => (s.group, s.name.clone()),
+        let peer = match state.endpoints.get(&from) {
+            Some(s) if s.incarnation == incarnation && !s.crashed => s.name.clone(),
             Some(s) if s.incarnation == incarnation => {
                 // A crashed node's messages go nowhere, silently.
                 bump(&self.counters.crashed);
@@ -187,14 +193,6 @@ impl Shared {
             bump(&self.counters.unreachable);
             return Err(TransportError::Unreachable(to));
         };
-        if dest.crashed {
-            bump(&self.counters.crashed);
-            return Ok(());
-        }
-        if dest.group != group {
-            bump(&self.counters.partitioned);
-            return Ok(());
-        }
         let f = &state.faults;
         if f.loss > 0.0 && state.rng.random_bool(f.loss.min(1.0)) {
             bump(&self.counters.lost);
@@ -233,6 +231,33 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// Whether a message from `from` may reach the endpoint `to` (of
+    /// `incarnation`) now: not if it crashed or the two are in different
+    /// partition groups (counted). A sender gone since is no partition.
+    fn admits(&self, from: SocketAddr, to: SocketAddr, incarnation: u64) -> bool {
+        let state = self.lock();
+        let Some(dest) = state
+            .endpoints
+            .get(&to)
+            .filter(|s| s.incarnation == incarnation)
+        else {
+            return true;
+        };
+        if dest.crashed {
+            bump(&self.counters.crashed);
+            return false;
+        }
+        if state
+            .endpoints
+            .get(&from)
+            .is_some_and(|s| s.group != dest.group)
+        {
+            bump(&self.counters.partitioned);
+            return false;
+        }
+        true
     }
 
     fn remove(&self, addr: SocketAddr, incarnation: u64) {
@@ -393,7 +418,9 @@ impl MemNetwork {
 
     /// Crashes the endpoint at `addr`: from now on every message to or from
     /// it is dropped (counted as `crashed`), as if its process died or its
-    /// cable was pulled. Its node keeps running unless stopped.
+    /// cable was pulled: to every other endpoint, exactly the simulator's
+    /// crash. The node driving it keeps running unless stopped (stop it
+    /// too, to model the process dying).
     pub fn crash(&self, addr: SocketAddr) -> Result<(), NetError> {
         let mut state = self.shared.lock();
         let slot = state
@@ -517,6 +544,8 @@ impl Transport for MemTransport {
                 max_delayed: self.shared.queue_capacity,
                 sleep: None,
                 shared: self.shared.clone(),
+                addr: self.addr,
+                incarnation: self.incarnation,
             }),
             None => Box::pin(futures::stream::empty()),
         }
@@ -554,16 +583,23 @@ struct Inbox {
     max_delayed: usize,
     sleep: Option<Pin<Box<Sleep>>>,
     shared: Arc<Shared>,
+    /// This endpoint, to decide partitions and crashes at delivery.
+    addr: SocketAddr,
+    incarnation: u64,
 }
 
 impl Inbox {
-    fn deliver(&self, d: Delivery) -> Poll<Option<Received>> {
+    /// The message, if the network still lets it through.
+    fn deliver(&self, d: Delivery) -> Option<Received> {
+        if !self.shared.admits(d.from, self.addr, self.incarnation) {
+            return None;
+        }
         bump(&self.shared.counters.delivered);
-        Poll::Ready(Some(Received {
+        Some(Received {
             addr: d.from,
             peer: d.peer.map(|n| n.to_string()),
             bytes: d.bytes,
-        }))
+        })
     }
 }
 
@@ -576,7 +612,10 @@ impl Stream for Inbox {
             let now = Instant::now();
             if this.delayed.peek().is_some_and(|Reverse(h)| h.at <= now) {
                 let Reverse(h) = this.delayed.pop().expect("peeked just now");
-                return this.deliver(h.item);
+                match this.deliver(h.item) {
+                    Some(r) => return Poll::Ready(Some(r)),
+                    None => continue,
+                }
             }
             // While the heap has room, take more from the queue (when it is
             // full, the queue fills and senders see `QueueFull`).
@@ -592,7 +631,10 @@ impl Stream for Inbox {
                             }));
                             continue;
                         }
-                        _ => return this.deliver(d),
+                        _ => match this.deliver(d) {
+                            Some(r) => return Poll::Ready(Some(r)),
+                            None => continue,
+                        },
                     },
                     Poll::Ready(None) => {
                         this.rx_done = true;
@@ -624,7 +666,7 @@ impl Stream for Inbox {
 
 #[cfg(test)]
 mod tests {
-    use futures::StreamExt;
+    use futures::{FutureExt, StreamExt};
 
     use super::*;
 
@@ -676,23 +718,35 @@ mod tests {
     fn partitions_crashes_and_unknown_addresses() {
         let net = MemNetwork::new(1);
         let a = net.endpoint();
-        let b = net.endpoint();
+        let mut b = net.endpoint();
         let unknown: SocketAddr = "192.0.2.1:1".parse().expect("valid address");
         assert_eq!(
             a.send(unknown, Bytes::new()),
             Err(TransportError::Unreachable(unknown))
         );
 
-        net.partition(&[vec![a.local_addr()], vec![b.local_addr()]]);
+        // Decided at delivery, as in the simulator: sent before the
+        // partition, delivered during it, the message is lost.
+        let mut inbox = b.incoming();
         assert_eq!(a.send(b.local_addr(), Bytes::new()), Ok(()));
+        net.partition(&[vec![a.local_addr()], vec![b.local_addr()]]);
+        assert!(inbox.next().now_or_never().is_none(), "nothing arrives");
         assert_eq!(net.stats().partitioned, 1);
+        // Sent during it, delivered after the heal: it arrives.
+        assert_eq!(a.send(b.local_addr(), Bytes::new()), Ok(()));
         net.heal();
+        let got = inbox.next().now_or_never().flatten().expect("delivered");
+        assert_eq!(got.addr, a.local_addr());
+        assert_eq!(net.stats().partitioned, 1);
 
+        // A crashed endpoint sends nothing and receives nothing.
         net.crash(b.local_addr()).expect("known");
         assert_eq!(a.send(b.local_addr(), Bytes::new()), Ok(()));
         assert_eq!(b.send(a.local_addr(), Bytes::new()), Ok(()));
+        assert!(inbox.next().now_or_never().is_none());
         assert_eq!(net.stats().crashed, 2);
-        assert_eq!(net.stats().delivered, 0);
+        assert_eq!(net.stats().delivered, 1);
+        drop(inbox);
 
         // A crashed address can be bound again (a restart); a live one cannot.
         assert!(matches!(
