@@ -71,10 +71,11 @@ pub struct Config {
     pub suspect_timeout: Duration,
     /// Detect failures by probing (SWIM with Lifeguard's refinements, see
     /// [`detection`](crate::proto::detection)): one random peer per
-    /// `gossip_interval`. On by default. The heartbeat (phi) detector keeps
-    /// running beside it as a slower backstop; with probing off it is the
-    /// only detector (a crash is then seen by all in about 12 rounds
-    /// instead of about 3.5 at 100 nodes).
+    /// `gossip_interval`. On by default. The heartbeat (phi) detector then
+    /// only chooses whom to probe: a member whose heartbeats stop arriving
+    /// is probed next, and suspected only if that probe fails too. With
+    /// probing off phi is the detector (a crash is then seen by all in
+    /// about 12 rounds instead of about 3.5 at 100 nodes).
     pub probe: bool,
     /// How long a probe waits for a direct answer before it tries again and
     /// through `indirect_probes` other peers; the probe fails if nobody

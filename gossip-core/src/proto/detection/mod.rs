@@ -71,6 +71,10 @@ const MAX_RELAYS: usize = 64;
 /// period, so a node cut off for up to two periods (a flapping link) can
 /// answer before it is convicted.
 const MIN_SUSPICION_PERIODS: f64 = 1.5;
+/// Most members waiting to be probed before random ones because their
+/// heartbeats stopped arriving ([`Detection::check`]); suspects heard of
+/// are queued beside them regardless.
+const MAX_CHECKS: usize = 4;
 /// Most suspects an accuser pings again per period.
 const MAX_REPROBES: usize = 8;
 /// Highest local-health score (timeouts stretch up to `1 + MAX_HEALTH`-fold).
@@ -752,6 +756,14 @@ impl Detection {
                 true
             }
             None => true,
+        }
+    }
+
+    /// The member's heartbeats stopped arriving here: probe it soon, unless
+    /// [`MAX_CHECKS`] members already wait (random probes must go on).
+    pub fn check(&mut self, id: Id) {
+        if self.urgent.len() < MAX_CHECKS && !self.urgent.iter().any(|u| u.name == id.name) {
+            self.urgent.push_back(id);
         }
     }
 

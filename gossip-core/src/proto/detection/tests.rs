@@ -644,6 +644,39 @@ fn a_rumor_stops_riding_on_probes_after_its_lifetime() {
 }
 
 #[test]
+fn members_gone_silent_are_probed_next_but_only_a_few_at_a_time() {
+    let mut t = T::new();
+    let extra: Vec<Id> = (6..=12).map(|i| id(&format!("p{i}"), 1000 + i)).collect();
+    for m in &extra {
+        t.d.check(m.clone());
+        t.d.check(m.clone());
+    }
+    let mut probed = Vec::new();
+    for p in 0..6 {
+        let outs = t.tick(at(p * 1000));
+        let seq = T::seq_of_ping(&outs);
+        let to = outs
+            .iter()
+            .find_map(|o| match o {
+                Out::Send(to, Message::Ping { seq: s, .. }) if *s == seq => Some(*to),
+                _ => None,
+            })
+            .expect("the period's probe");
+        probed.push(to);
+        t.d.on_ping_ack(seq);
+    }
+    let want: Vec<SocketAddr> = extra[..MAX_CHECKS]
+        .iter()
+        .map(|m| m.addr)
+        .chain([t.peers[0].addr, t.peers[0].addr])
+        .collect();
+    assert_eq!(
+        probed, want,
+        "the first four checked, once each, then random ones"
+    );
+}
+
+#[test]
 fn a_relayed_probe_pings_the_target_and_returns_its_answer() {
     let mut t = T::new();
     let (requester, target) = (t.peers[1].clone(), t.peers[2].clone());

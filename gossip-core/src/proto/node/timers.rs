@@ -47,6 +47,7 @@ impl Node {
         let mut changes: Vec<(usize, Status, StatusReason)> = Vec::new();
         let mut forget: Vec<(Id, u64)> = Vec::new();
         let mut gc: Vec<Id> = Vec::new();
+        let mut checks: Vec<Id> = Vec::new();
         for i in rotate(n, self.fd_cursor).take(slice.min(n)) {
             let (id, m) = self.members.at(i);
             if m.keys.as_ref().is_some_and(|ks| ks.has_tombstones()) {
@@ -60,6 +61,16 @@ impl Node {
                 continue;
             }
             match m.status {
+                // With probing on, silence is a reason to probe, not to
+                // suspect: at thousands of nodes a live member's heartbeats
+                // can lag at some nodes for longer than phi tolerates.
+                Status::Live | Status::Suspect if self.config.probe => {
+                    if m.status == Status::Live
+                        && m.detector.phi_above(silent, threshold, &self.phi).is_some()
+                    {
+                        checks.push(id.clone());
+                    }
+                }
                 Status::Live => {
                     if let Some(phi) = m.detector.phi_above(silent, threshold, &self.phi) {
                         changes.push((
@@ -94,6 +105,9 @@ impl Node {
             }
         }
         self.fd_cursor = (self.fd_cursor + slice.min(n)) % n;
+        for id in checks {
+            self.detection.check(id);
+        }
         // Slots are stable until the removals below.
         for (i, to, reason) in changes {
             let from = self.members.set_status_at(i, to);
