@@ -25,7 +25,7 @@
 //! | `gossip_members{status}` | gauge | members by status (live, suspect, dead, left) |
 //! | `gossip_keys`, `gossip_tombstones`, `gossip_state_bytes` | gauge | state held |
 //! | `gossip_subscribers` | gauge | live subscriptions |
-//! | `gossip_detection_seconds{to}` | histogram | silence before a member was marked `suspect` or `dead` by the heartbeat detector |
+//! | `gossip_detection_seconds{to}` | histogram | silence (since its last new heartbeat here) before a member was marked `suspect` or `dead`, by probes or by the heartbeat detector |
 
 use std::time::Duration;
 
@@ -103,7 +103,8 @@ impl Telemetry {
     pub(crate) fn on_event(&self, event: &Event) {
         if let Event::MemberStatus {
             to,
-            reason: StatusReason::Silent { silent_for, .. },
+            reason:
+                StatusReason::Silent { silent_for, .. } | StatusReason::Unanswered { silent_for, .. },
             ..
         } = event
         {
@@ -215,12 +216,21 @@ mod tests {
         metrics::with_local_recorder(&captured, || {
             t.publish(crate::proto::Instant::ZERO, &m);
             t.on_event(&Event::MemberStatus {
-                id,
+                id: id.clone(),
                 from: Status::Suspect,
                 to: Status::Dead,
                 reason: StatusReason::Silent {
                     silent_for: Duration::from_millis(1500),
                     phi: 9.0,
+                },
+            });
+            t.on_event(&Event::MemberStatus {
+                id,
+                from: Status::Live,
+                to: Status::Suspect,
+                reason: StatusReason::Unanswered {
+                    accusers: 1,
+                    silent_for: Duration::from_millis(1250),
                 },
             });
         });
@@ -240,6 +250,11 @@ mod tests {
         assert_eq!(
             seen.get("gossip_detection_seconds{node=web-1,to=dead}"),
             Some(&1.5)
+        );
+        assert_eq!(
+            seen.get("gossip_detection_seconds{node=web-1,to=suspect}"),
+            Some(&1.25),
+            "probe verdicts are recorded too"
         );
         assert!(!t.due(crate::proto::Instant::ZERO, Duration::from_secs(1)));
         assert!(t.due(

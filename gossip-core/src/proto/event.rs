@@ -42,6 +42,8 @@ pub enum StatusReason {
     Unanswered {
         /// Independent accusers known.
         accusers: u32,
+        /// Time since this node last saw a new heartbeat of the member.
+        silent_for: Duration,
     },
 }
 

@@ -96,9 +96,11 @@ impl Node {
                         self.send(to, message, len);
                     }
                     Out::Suspect { id, accusers } => {
-                        self.probe_verdict(&id, Status::Suspect, accusers)
+                        self.probe_verdict(now, &id, Status::Suspect, accusers)
                     }
-                    Out::Dead { id, accusers } => self.probe_verdict(&id, Status::Dead, accusers),
+                    Out::Dead { id, accusers } => {
+                        self.probe_verdict(now, &id, Status::Dead, accusers)
+                    }
                     Out::Alive { id, heartbeat } => {
                         let phi = self.phi;
                         if let Some(i) = self.members.find_id(&id)
@@ -127,7 +129,7 @@ impl Node {
 
     /// The probing part's verdict on `id`: Suspect (only from Live) or
     /// Dead (from Live or Suspect).
-    fn probe_verdict(&mut self, id: &Id, to: Status, accusers: u32) {
+    fn probe_verdict(&mut self, now: Instant, id: &Id, to: Status, accusers: u32) {
         let Some(i) = self.members.find_id(id) else {
             return;
         };
@@ -140,12 +142,16 @@ impl Node {
             return;
         }
         let id = held.clone();
+        let silent_for = now.saturating_since(m.detector.last);
         let from = self.members.set_status_at(i, to);
         match to {
             Status::Suspect => self.metrics.suspicions += 1,
             _ => self.metrics.convictions += 1,
         }
-        let reason = StatusReason::Unanswered { accusers };
+        let reason = StatusReason::Unanswered {
+            accusers,
+            silent_for,
+        };
         tracing::debug!(node = %self.me, member = %id, ?from, ?to, accusers, "member status changed by probes");
         self.emit(Event::MemberStatus {
             id,
