@@ -11,7 +11,10 @@ use gossip_core::Transport;
 use gossip_mem::net::MemNetwork;
 use gossip_mem::sim::Faults;
 
-/// A fresh in-memory network per test.
+/// A fresh in-memory network per test. The tests on one runtime run on
+/// paused tokio time (the nodes' clocks, timers and the network's latencies
+/// are tokio time, so deadlines are virtual and nothing waits for real);
+/// `spread_over_arbiters` spans several runtimes, so it runs on real time.
 struct Mem {
     net: MemNetwork,
 }
@@ -66,41 +69,49 @@ impl suite::Harness for Mem {
 
 #[actix_rt::test]
 async fn join_via_seeds() {
+    tokio::time::pause();
     suite::join_via_seeds(&Mem::new()).await;
 }
 
 #[actix_rt::test]
 async fn key_spreads() {
+    tokio::time::pause();
     suite::key_spreads(&Mem::new()).await;
 }
 
 #[actix_rt::test]
 async fn key_spreads_despite_loss_and_latency() {
+    tokio::time::pause();
     suite::key_spreads(&Mem::lossy()).await;
 }
 
 #[actix_rt::test]
 async fn delete_spreads() {
+    tokio::time::pause();
     suite::delete_spreads(&Mem::new()).await;
 }
 
 #[actix_rt::test]
 async fn crash_detected() {
+    tokio::time::pause();
     suite::crash_detected(&Mem::new()).await;
 }
 
 #[actix_rt::test]
 async fn leave_seen() {
+    tokio::time::pause();
     suite::leave_seen(&Mem::new()).await;
 }
 
 #[actix_rt::test]
 async fn restart_supersedes() {
+    tokio::time::pause();
     suite::restart_supersedes(&Mem::new()).await;
 }
 
 #[actix_rt::test]
 async fn partition_heals() {
+    tokio::time::pause();
     suite::partition_heals(&Mem::new()).await;
 }
 
