@@ -372,6 +372,25 @@ impl Detection {
         }) else {
             return;
         };
+        // A suspicion heard of that outlived the longest timeout, and this
+        // node's own probe fails too: the suspect had all that time to
+        // refute, so convict now (a Dead rumor the flood missed here).
+        if let Some(s) = self
+            .suspects
+            .get(&p.target.name)
+            .filter(|s| s.reprobed && !s.mine && s.id.generation == p.target.generation)
+        {
+            let (id, stamp, accusers) = (s.id.clone(), s.stamp.max(h.heartbeat), s.accusers.len());
+            let rumor = Rumor {
+                id: id.clone(),
+                heartbeat: stamp,
+                kind: RumorKind::Dead,
+                by: self.me.name.clone(),
+            };
+            self.convict(&id, stamp, accusers as u32 + 1);
+            self.spread(rumor, None, peers);
+            return;
+        }
         let by = self.me.name.clone();
         self.accuse(now, p.target.clone(), h.heartbeat, by, true, peers);
     }

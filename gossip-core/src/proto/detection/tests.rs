@@ -470,6 +470,49 @@ fn a_suspicion_straight_from_its_accuser_makes_the_suspect_the_next_probe() {
 }
 
 #[test]
+fn a_heard_suspicion_that_outlives_the_longest_timeout_and_fails_our_probe_convicts() {
+    let mut t = T::new();
+    let victim = t.peers[4].clone();
+    // Relayed by p2; p3 accused. The Dead rumor that follows never arrives.
+    t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Suspect, "p3")]);
+    let mut now = at(0);
+    let mut probed_at = None;
+    while probed_at.is_none() {
+        now = t.d.deadline(100);
+        assert!(now <= at(10_000), "the suspect is probed in time");
+        let outs = t.tick(now);
+        match outs.iter().find_map(|o| match o {
+            Out::Send(to, Message::Ping { seq, .. }) => Some((*to, *seq)),
+            _ => None,
+        }) {
+            Some((to, _)) if to == victim.addr => probed_at = Some(now),
+            Some((_, seq)) => t.d.on_ping_ack(seq),
+            None => {}
+        }
+    }
+    assert!(
+        probed_at >= Some(at(4000)),
+        "only after the longest timeout"
+    );
+    // Unanswered, directly and through helpers: convicted at the period's end.
+    let outs = t.tick(now + Duration::from_millis(200));
+    assert!(!outs.iter().any(|o| matches!(o, Out::Dead { .. })));
+    let outs = t.tick(now + Duration::from_secs(1));
+    assert!(
+        outs.contains(&Out::Dead {
+            id: victim.clone(),
+            accusers: 2
+        }),
+        "{outs:?}"
+    );
+    let dead = rumor(&victim, 10, RumorKind::Dead, "me");
+    assert!(outs.contains(&Out::Send(
+        t.peers[0].addr,
+        Message::Rumors { rumors: vec![dead] }
+    )));
+}
+
+#[test]
 fn a_refuting_heartbeat_revives_a_lagging_one_does_not() {
     let mut t = T::new();
     let victim = t.peers[4].clone();
