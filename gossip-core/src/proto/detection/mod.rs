@@ -194,6 +194,9 @@ pub(crate) struct Detection {
     next_probe: Instant,
     /// Members to probe before random ones (suspects, to confirm or clear).
     urgent: VecDeque<Id>,
+    /// Members gone silent here, pinged beside the period's probe (so
+    /// random probing goes on): by seq, and whether the ping went out.
+    checks: VecDeque<(u64, Id, bool)>,
     relays: VecDeque<Relay>,
     /// Pings of suspects sent by [`reprobe`](Self::reprobe), by seq.
     reprobes: VecDeque<(u64, Id)>,
@@ -223,6 +226,7 @@ impl Detection {
             probe: None,
             next_probe: first_probe,
             urgent: VecDeque::new(),
+            checks: VecDeque::new(),
             relays: VecDeque::new(),
             reprobes: VecDeque::new(),
             suspects: HashMap::new(),
@@ -340,6 +344,7 @@ impl Detection {
             self.queued
                 .retain(|&(_, _, at)| periods - at <= RUMOR_LIFETIME_PERIODS);
             self.conclude_probe(now, peers, held);
+            self.run_checks();
             self.start_probe(now, peers);
             self.reprobe();
             self.next_probe = now + self.params.period;
@@ -681,6 +686,14 @@ impl Detection {
             self.end_suspicion(&target);
             return;
         }
+        if let Some(i) = self
+            .checks
+            .iter()
+            .position(|&(s, _, sent)| sent && s == seq)
+        {
+            self.checks.remove(i);
+            return;
+        }
         if let Some(i) = self.reprobes.iter().position(|(s, _)| *s == seq) {
             let (_, id) = self.reprobes.remove(i).expect("position found it");
             self.end_suspicion(&id);
@@ -778,11 +791,32 @@ impl Detection {
         }
     }
 
-    /// The member's heartbeats stopped arriving here: probe it soon, unless
-    /// [`MAX_CHECKS`] members already wait (random probes must go on).
+    /// The member's heartbeats stopped arriving here: ping it beside the
+    /// next probe, and probe it in full (directly and indirectly) if that
+    /// ping goes unanswered, unless [`MAX_CHECKS`] members already wait.
     pub fn check(&mut self, id: Id) {
-        if self.urgent.len() < MAX_CHECKS && !self.urgent.iter().any(|u| u.name == id.name) {
-            self.urgent.push_back(id);
+        if self.checks.len() < MAX_CHECKS && !self.checks.iter().any(|(_, c, _)| c.name == id.name)
+        {
+            self.checks.push_back((0, id, false));
+        }
+    }
+
+    /// At a period's start: checks pinged last period and unanswered get a
+    /// full probe; new ones are pinged now.
+    fn run_checks(&mut self) {
+        let (unanswered, waiting): (Vec<_>, Vec<_>) =
+            self.checks.drain(..).partition(|&(_, _, sent)| sent);
+        for (_, id, _) in unanswered {
+            if !self.urgent.iter().any(|u| u.name == id.name) {
+                self.urgent.push_back(id);
+            }
+        }
+        for (_, id, _) in waiting {
+            let seq = self.next_seq();
+            let rumors = self.piggyback(Some(&id));
+            self.out
+                .push(Out::Send(id.addr, Message::Ping { seq, rumors }));
+            self.checks.push_back((seq, id, true));
         }
     }
 
@@ -791,6 +825,7 @@ impl Detection {
     pub fn stalled(&mut self, now: Instant) {
         self.probe = None;
         self.reprobes.clear();
+        self.checks.clear();
         for s in self.suspects.values_mut() {
             s.since = now;
         }

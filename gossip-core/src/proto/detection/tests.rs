@@ -687,35 +687,40 @@ fn a_rumor_stops_riding_on_probes_after_its_lifetime() {
 }
 
 #[test]
-fn members_gone_silent_are_probed_next_but_only_a_few_at_a_time() {
+fn members_gone_silent_are_pinged_beside_the_probe_and_probed_if_silent_still() {
     let mut t = T::new();
     let extra: Vec<Id> = (6..=12).map(|i| id(&format!("p{i}"), 1000 + i)).collect();
     for m in &extra {
         t.d.check(m.clone());
         t.d.check(m.clone());
     }
-    let mut probed = Vec::new();
-    for p in 0..6 {
-        let outs = t.tick(at(p * 1000));
-        let seq = T::seq_of_ping(&outs);
-        let to = outs
-            .iter()
-            .find_map(|o| match o {
-                Out::Send(to, Message::Ping { seq: s, .. }) if *s == seq => Some(*to),
+    let pings = |outs: &[Out]| -> Vec<(SocketAddr, u64)> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Out::Send(to, Message::Ping { seq, .. }) => Some((*to, *seq)),
                 _ => None,
             })
-            .expect("the period's probe");
-        probed.push(to);
-        t.d.on_ping_ack(seq);
-    }
-    let want: Vec<SocketAddr> = extra[..MAX_CHECKS]
-        .iter()
-        .map(|m| m.addr)
-        .chain([t.peers[0].addr, t.peers[0].addr])
-        .collect();
+            .collect()
+    };
+    // The first four checked, once each, beside the random probe (p1).
+    let first = pings(&t.tick(at(0)));
+    let to: Vec<SocketAddr> = first.iter().map(|p| p.0).collect();
+    let mut want: Vec<SocketAddr> = extra[..MAX_CHECKS].iter().map(|m| m.addr).collect();
+    want.push(t.peers[0].addr);
+    assert_eq!(to, want);
+    // p6 and the random probe answer; p7..p9 do not.
+    t.d.on_ping_ack(first[0].1);
+    t.d.on_ping_ack(first[MAX_CHECKS].1);
+    // Next period: p7 gets the full probe (the others wait their turn).
+    let second = pings(&t.tick(at(1000)));
     assert_eq!(
-        probed, want,
-        "the first four checked, once each, then random ones"
+        second.first().map(|p| p.0),
+        Some(extra[1].addr),
+        "{second:?}"
+    );
+    assert!(
+        !second.iter().any(|p| p.0 == extra[0].addr),
+        "an answered check is done"
     );
 }
 
