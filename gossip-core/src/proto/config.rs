@@ -73,7 +73,8 @@ pub struct Config {
     /// [`detection`](crate::proto::detection)): one random peer per
     /// `gossip_interval`. On by default. The heartbeat (phi) detector then
     /// only chooses whom to probe: a member whose heartbeats stop arriving
-    /// is probed next, and suspected only if that probe fails too. With
+    /// is pinged, probed in full if it stays silent, and suspected only if
+    /// that probe fails too. With
     /// probing off phi is the detector (a crash is then seen by all in
     /// about 12 rounds instead of about 3.5 at 100 nodes).
     pub probe: bool,
