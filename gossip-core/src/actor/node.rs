@@ -223,34 +223,14 @@ impl GossipNode {
         }
         let me = &self.core.id().name;
         let counters = &mut self.counters;
-        self.subscribers.retain_mut(|s| match s.offer(me, &event) {
-            Offer::Skipped => true,
-            Offer::Queued => {
-                counters.events_forwarded += 1;
-                true
-            }
-            Offer::Missed => {
-                counters.events_dropped += 1;
-                true
-            }
-            Offer::Gone => false,
-        });
+        self.subscribers
+            .retain_mut(|s| keep(counters, s.offer(me, &event)));
     }
 
     fn forward_broadcast(&mut self, b: &UserEvent) {
         let counters = &mut self.counters;
-        self.subscribers.retain_mut(|s| match s.offer_broadcast(b) {
-            Offer::Skipped => true,
-            Offer::Queued => {
-                counters.events_forwarded += 1;
-                true
-            }
-            Offer::Missed => {
-                counters.events_dropped += 1;
-                true
-            }
-            Offer::Gone => false,
-        });
+        self.subscribers
+            .retain_mut(|s| keep(counters, s.offer_broadcast(b)));
     }
 
     /// Keeps exactly one timer armed, at the core's deadline.
@@ -612,5 +592,21 @@ impl Handler<GetMetrics> for GossipNode {
         #[cfg(feature = "metrics")]
         self.telemetry.publish(self.now(), &m);
         MessageResult(m)
+    }
+}
+
+/// Counts what became of an offer to a subscriber; whether to keep it.
+fn keep(counters: &mut ActorMetrics, offer: Offer) -> bool {
+    match offer {
+        Offer::Skipped => true,
+        Offer::Queued => {
+            counters.events_forwarded += 1;
+            true
+        }
+        Offer::Missed => {
+            counters.events_dropped += 1;
+            true
+        }
+        Offer::Gone => false,
     }
 }
