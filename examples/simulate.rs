@@ -254,7 +254,7 @@ fn main() {
         eprint!("\r{:80}\r", "");
         if !args.json {
             println!(
-                "{label}: joined in {:.1} rounds, key reached all {} nodes in {:.2} rounds ({:.1} ms, last at hop {}, {:.2} payload copies per node); {:.1} msgs, {:.0} bytes, {:.4} false suspicions, {:.4} false convictions per node per round; trace {:016x}",
+                "{label}: joined in {:.1} rounds, key reached all {} nodes in {:.2} rounds ({:.1} ms, last at hop {}, {:.2} payload copies per node); {:.1} msgs, {:.0} bytes ({:.0} idle), {:.4} false suspicions, {:.4} false convictions per node per round; trace {:016x}",
                 r.join_rounds,
                 r.nodes,
                 r.rumor_rounds,
@@ -264,6 +264,7 @@ fn main() {
                 r.payload_copies_per_node,
                 r.msgs_per_node_per_round,
                 r.bytes_per_node_per_round,
+                r.idle_bytes_per_node_per_round,
                 r.suspicions_per_node_per_round,
                 r.convictions_per_node_per_round,
                 r.trace_hash
@@ -340,6 +341,8 @@ fn main() {
             "per_seed": per_seed,
             "msgs_per_node_per_round": mean(|r| r.msgs_per_node_per_round),
             "bytes_per_node_per_round": mean(|r| r.bytes_per_node_per_round),
+            "idle_bytes_per_node_per_round": mean(|r| r.idle_bytes_per_node_per_round),
+            "idle_msgs_per_node_per_round": mean(|r| r.idle_msgs_per_node_per_round),
             "suspicions_per_node_per_round": mean(|r| r.suspicions_per_node_per_round),
             "convictions_per_node_per_round": mean(|r| r.convictions_per_node_per_round),
             "trace_hash": format!("{trace:016x}"),
@@ -348,7 +351,7 @@ fn main() {
         println!("{out}");
     } else {
         println!(
-            "{} nodes, fanout {}, loss {}: rumor rounds mean {:.2}, max {:.2} over {} seed(s); rumor ms mean {:.1}, p99 of nodes {:.1}, max {:.1}; {:.2} payload copies per node; last delivery at hop {:.1} (mean); {:.0} bytes per node per round; trace of all seeds {trace:016x}; {} ms",
+            "{} nodes, fanout {}, loss {}: rumor rounds mean {:.2}, max {:.2} over {} seed(s); rumor ms mean {:.1}, p99 of nodes {:.1}, max {:.1}; {:.2} payload copies per node; last delivery at hop {:.1} (mean); {:.0} bytes per node per round, {:.0} idle; trace of all seeds {trace:016x}; {} ms",
             args.nodes,
             args.fanout,
             args.loss,
@@ -361,6 +364,7 @@ fn main() {
             mean(|r| r.payload_copies_per_node),
             hops_mean.unwrap_or(f64::NAN),
             mean(|r| r.bytes_per_node_per_round),
+            mean(|r| r.idle_bytes_per_node_per_round),
             wall_ms
         );
     }

@@ -82,7 +82,14 @@ fn unauthenticated_is_handle_bytes() {
     );
     assert_eq!(a.metrics().messages_in, 1);
     assert_eq!(
-        a.handle_authenticated(Instant::ZERO, addr(5), Some("n2"), b"\x01garbage"),
+        a.handle_authenticated(Instant::ZERO, addr(5), Some("n2"), &garbage()),
         Err(RefuseReason::Malformed)
     );
+}
+
+/// Bytes with this build's version byte that are no envelope.
+fn garbage() -> Vec<u8> {
+    let mut b = vec![gossip_core::proto::PROTOCOL_VERSION];
+    b.extend_from_slice(b"garbage");
+    b
 }

@@ -242,7 +242,7 @@ fn refusals_are_counted_and_change_nothing() {
         Err(RefuseReason::WrongCluster)
     );
     assert_eq!(
-        a.handle_bytes(Instant::ZERO, addr(9), b"\x01garbage"),
+        a.handle_bytes(Instant::ZERO, addr(9), &garbage()),
         Err(RefuseReason::Malformed)
     );
     assert_eq!(
@@ -481,4 +481,11 @@ fn a_node_cut_off_from_everyone_still_suspects_its_peers() {
             .all(|n| n.member("n1").is_some_and(|m| m.status != Status::Live)),
         "and the others no longer count it Live"
     );
+}
+
+/// Bytes with this build's version byte that are no envelope.
+fn garbage() -> Vec<u8> {
+    let mut b = vec![gossip_core::proto::PROTOCOL_VERSION];
+    b.extend_from_slice(b"garbage");
+    b
 }

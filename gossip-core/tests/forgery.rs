@@ -301,6 +301,7 @@ fn a_digest_heartbeat_at_u64_max_is_refused() {
             }],
             known: NODES as u64,
             page: None,
+            recon: Default::default(),
         });
         assert!(c.nodes[0].metrics().refused.impossible >= 1, "seed {seed}");
         // Long enough to convict a whose heartbeats would all look old.
@@ -322,6 +323,7 @@ fn a_digest_heartbeat_ahead_of_the_owner_is_refuted() {
             }],
             known: NODES as u64,
             page: None,
+            recon: Default::default(),
         });
         c.rounds(20);
         for i in (0..NODES).filter(|&i| i != A) {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use gossip_core::proto::reconcile::{Fingerprint, Range, RangeSum, Recon};
 use gossip_core::proto::{
     Config, DigestEntry, Envelope, Instant, KeyUpdate, Message, Node, NodeDelta, NodeId,
     PROTOCOL_VERSION, cluster_id,
@@ -141,22 +142,52 @@ fn deltas() -> impl Strategy<Value = Vec<NodeDelta>> {
     prop::collection::vec(delta, 0..6)
 }
 
+/// Reconciliation parts: ranges inside the tree and outside it, any counts
+/// and hashes.
+fn recon() -> impl Strategy<Value = Recon> {
+    let range = || {
+        prop_oneof![
+            any::<u16>().prop_map(Range),
+            (0u16..=3, any::<u16>())
+                .prop_map(|(level, p)| Range((level << 12) | (p & ((1u16 << (4 * level)) - 1)))),
+        ]
+    };
+    (
+        prop::collection::vec((range(), any::<u32>(), any::<u64>()), 0..6),
+        prop::collection::vec(range(), 0..4),
+    )
+        .prop_map(|(sums, covers)| Recon {
+            sums: sums
+                .into_iter()
+                .map(|(range, count, hash)| RangeSum {
+                    range,
+                    fingerprint: Fingerprint { count, hash },
+                })
+                .collect(),
+            covers,
+        })
+}
+
 fn message() -> impl Strategy<Value = Message> {
     let page = || prop::option::of(counter());
     prop_oneof![
-        (entries(), counter(), page()).prop_map(|(digest, known, page)| Message::Syn {
-            digest,
-            known,
-            page
+        (entries(), counter(), page(), recon()).prop_map(|(digest, known, page, recon)| {
+            Message::Syn {
+                digest,
+                known,
+                page,
+                recon,
+            }
         }),
-        (entries(), deltas(), counter(), page()).prop_map(|(digest, delta, known, next_page)| {
-            Message::SynAck {
+        (entries(), deltas(), counter(), page(), recon()).prop_map(
+            |(digest, delta, known, next_page, recon)| Message::SynAck {
                 digest,
                 delta,
                 known,
                 next_page,
+                recon,
             }
-        }),
+        ),
         deltas().prop_map(|delta| Message::Ack { delta }),
         deltas().prop_map(|delta| Message::Push { delta }),
         entries().prop_map(|have| Message::IHave { have }),
@@ -331,6 +362,7 @@ fn thousands_of_empty_digests_then_a_tick() {
             digest,
             known: 2,
             page: None,
+            recon: Default::default(),
         },
     };
     let own = DigestEntry {

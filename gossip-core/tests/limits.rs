@@ -110,6 +110,7 @@ fn a_catch_up_page_is_not_capped() {
             delta: page,
             known: 302,
             next_page: Some(302),
+            recon: Default::default(),
         },
     );
     assert_eq!(n.member_count(), 302);

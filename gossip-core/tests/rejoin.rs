@@ -54,6 +54,7 @@ fn syn(digest: Vec<DigestEntry>) -> Message {
         digest,
         known: 2,
         page: None,
+        recon: Default::default(),
     }
 }
 
@@ -327,6 +328,7 @@ fn a_sweep_page_is_answered_even_when_fresh_data_would_fill_the_message() {
             digest: vec![entry(joiner, 1)],
             known: 1,
             page: Some(0),
+            recon: Default::default(),
         },
     );
     n.handle_message(now, addr(50), ask).expect("accepted");

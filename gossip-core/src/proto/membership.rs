@@ -17,6 +17,7 @@ use crate::proto::failure::{Detector, PhiParams};
 use crate::proto::id::Id;
 use crate::proto::keyspace::Keyspace;
 use crate::proto::message::DigestEntry;
+use crate::proto::reconcile::{self, Fingerprint, Range, RangeSum, Summary};
 use crate::proto::time::Instant;
 
 /// What this node holds of one member.
@@ -33,6 +34,10 @@ pub(crate) struct Member {
     /// Scratch for [`Members::mark`]: equal to the table's current mark
     /// when this member was marked in the current pass.
     mark: u32,
+    /// The member's bucket and entry hash as the table's summary counts
+    /// them (see [`reconcile`](crate::proto::reconcile)), set by [`Members`].
+    bucket: u16,
+    fp: u64,
 }
 
 impl Member {
@@ -48,6 +53,8 @@ impl Member {
             detector: Detector::new(now, interval),
             keys: None,
             mark: 0,
+            bucket: 0,
+            fp: 0,
         }
     }
 
@@ -254,6 +261,9 @@ pub(crate) struct Members {
     counts: [usize; 4],
     /// The current pass of [`Members::mark`].
     pass: u32,
+    /// Fingerprints of the membership's ranges, kept up to date by every
+    /// change of a member's identity or `max_version` (see [`refresh`](Self::refresh)).
+    summary: Summary,
 }
 
 fn slot(s: Status) -> usize {
@@ -274,6 +284,7 @@ impl Members {
             hasher: NameHasher(key.0, key.1),
             counts: [0; 4],
             pass: 1,
+            summary: Summary::default(),
         };
         m.insert(me, own).expect("an empty table holds no name yet");
         m
@@ -421,6 +432,10 @@ impl Members {
             self.slots.reserve_exact(self.slots.len() / 4 + 4);
         }
         self.counts[slot(member.status)] += 1;
+        let mut member = member;
+        member.bucket = reconcile::bucket(&id.name);
+        member.fp = reconcile::entry_hash(&id, member.max_version);
+        self.summary.add(member.bucket, member.fp);
         self.slots.push((id, member));
         Ok(i as usize)
     }
@@ -433,7 +448,12 @@ impl Members {
             "a replacement keeps the name"
         );
         self.counts[slot(member.status)] += 1;
+        let mut member = member;
+        member.bucket = reconcile::bucket(&id.name);
+        member.fp = reconcile::entry_hash(&id, member.max_version);
+        self.summary.add(member.bucket, member.fp);
         let old = std::mem::replace(&mut self.slots[i], (id, member));
+        self.summary.remove(old.1.bucket, old.1.fp);
         self.counts[slot(old.1.status)] -= 1;
         old
     }
@@ -443,6 +463,92 @@ impl Members {
     pub fn reidentify(&mut self, i: usize, id: Id) {
         debug_assert_eq!(self.slots[i].0.name, id.name, "the name stays");
         self.slots[i].0 = id;
+        self.refresh(i);
+    }
+
+    /// Counts the member in slot `i` anew in the summary: call after
+    /// changing its `max_version` (identity changes go through
+    /// [`replace`](Self::replace) and [`reidentify`](Self::reidentify),
+    /// which call it themselves).
+    pub fn refresh(&mut self, i: usize) {
+        let (id, m) = &mut self.slots[i];
+        let fp = reconcile::entry_hash(id, m.max_version);
+        if fp != m.fp {
+            self.summary.remove(m.bucket, m.fp);
+            self.summary.add(m.bucket, fp);
+            m.fp = fp;
+        }
+    }
+
+    /// This table's fingerprint of range `r`.
+    pub fn fingerprint(&self, r: Range) -> Fingerprint {
+        self.summary.get(r).unwrap_or_else(|| {
+            let mut f = Fingerprint::default();
+            for (_, m) in self.slots.iter().filter(|(_, m)| r.contains(m.bucket)) {
+                f.add(m.fp);
+            }
+            f
+        })
+    }
+
+    /// The fingerprints of the children of every range in `split` (in
+    /// order, 16 each), summing the members once for unstored levels.
+    pub fn children_sums(&self, split: &[Range]) -> Vec<RangeSum> {
+        let kids: Vec<Range> = split
+            .iter()
+            .filter_map(|r| r.children())
+            .flatten()
+            .collect();
+        let mut sums: Vec<RangeSum> = kids
+            .iter()
+            .map(|&range| RangeSum {
+                range,
+                fingerprint: self.summary.get(range).unwrap_or_default(),
+            })
+            .collect();
+        let unstored: Vec<usize> = (0..kids.len())
+            .filter(|&k| self.summary.get(kids[k]).is_none())
+            .collect();
+        if !unstored.is_empty() {
+            for (_, m) in &self.slots {
+                for &k in &unstored {
+                    if kids[k].contains(m.bucket) {
+                        sums[k].fingerprint.add(m.fp);
+                    }
+                }
+            }
+        }
+        sums
+    }
+
+    /// Slots of the members in any of `ranges`, in slot order.
+    pub fn in_ranges(&self, ranges: &[Range]) -> Vec<usize> {
+        if ranges.is_empty() {
+            return Vec::new();
+        }
+        (0..self.slots.len())
+            .filter(|&i| ranges.iter().any(|r| r.contains(self.slots[i].1.bucket)))
+            .collect()
+    }
+
+    /// Whether the stored fingerprints match the members (what every
+    /// change must keep true; checked in debug builds).
+    pub fn summary_is_exact(&self) -> bool {
+        let mut fresh = Summary::default();
+        for (id, m) in &self.slots {
+            if m.fp != reconcile::entry_hash(id, m.max_version)
+                || m.bucket != reconcile::bucket(&id.name)
+            {
+                return false;
+            }
+            fresh.add(m.bucket, m.fp);
+        }
+        let levels = std::iter::once(Range::ROOT)
+            .chain(Range::ROOT.children().into_iter().flatten())
+            .flat_map(|r| std::iter::once(r).chain(r.children().into_iter().flatten()));
+        levels
+            .into_iter()
+            .all(|r| fresh.get(r) == self.summary.get(r))
     }
 
     pub fn remove(&mut self, name: &str) -> Option<(Id, Member)> {
@@ -460,6 +566,7 @@ impl Members {
             self.index.repoint(moved, last as u32, i as u32);
         }
         self.counts[slot(removed.1.status)] -= 1;
+        self.summary.remove(removed.1.bucket, removed.1.fp);
         Some(removed)
     }
 
@@ -601,6 +708,61 @@ mod tests {
             "127.0.0.1:1".parse().expect("valid literal address"),
             generation,
         ))
+    }
+
+    #[test]
+    fn the_summary_follows_every_change_and_the_check_catches_a_missed_one() {
+        let mut m = Members::new(id("me", 1), member(Status::Live), (1, 2));
+        for i in 0..50 {
+            m.insert(id(&format!("n{i}"), 1), member(Status::Live))
+                .expect("new name");
+        }
+        assert!(m.summary_is_exact());
+        let before = m.fingerprint(Range::ROOT);
+        assert_eq!(before.count, 51);
+        // A version moves, and is refreshed.
+        let i = m.find("n7").expect("inserted");
+        m.at_mut(i).1.max_version = 9;
+        assert!(!m.summary_is_exact(), "a change not refreshed is caught");
+        m.refresh(i);
+        assert!(m.summary_is_exact());
+        assert_ne!(m.fingerprint(Range::ROOT), before);
+        // Restart, new identity of the node itself, removal.
+        m.replace(i, id("n7", 2), member(Status::Live));
+        m.reidentify(0, id("me", 2));
+        m.remove("n3");
+        assert!(m.summary_is_exact());
+        assert_eq!(m.fingerprint(Range::ROOT).count, 50);
+        // Leaves are summed on demand and agree with their parents.
+        let level2: Vec<Range> = Range::ROOT
+            .children()
+            .expect("the root has children")
+            .flat_map(|r| {
+                r.children()
+                    .expect("level 1 has children")
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let leaves = m.children_sums(&level2);
+        assert_eq!(leaves.len(), 16 * 256);
+        let total: u32 = leaves.iter().map(|s| s.fingerprint.count).sum();
+        assert_eq!(total, 50);
+        for r in &level2[..4] {
+            let mut f = Fingerprint::default();
+            for s in m.children_sums(&[*r]) {
+                f.count += s.fingerprint.count;
+                f.hash = f.hash.wrapping_add(s.fingerprint.hash);
+            }
+            assert_eq!(f, m.fingerprint(*r));
+        }
+        // Members in ranges: exactly those whose bucket lies there.
+        let r = Range::ROOT
+            .children()
+            .expect("the root has children")
+            .nth(3)
+            .expect("16 children");
+        let inside = m.in_ranges(&[r]);
+        assert_eq!(inside.len() as u32, m.fingerprint(r).count);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::proto::id::{Id, NodeId};
+use crate::proto::reconcile::Recon;
 
 /// What one node knows of another, in a few bytes: enough for the receiver
 /// to tell who is ahead.
@@ -101,6 +102,9 @@ pub enum Message {
         /// A catch-up sweep: asks for a page of member headers starting at
         /// this position of the responder's membership.
         page: Option<u64>,
+        /// Range fingerprints to compare and ranges the digest lists in
+        /// full (see [`reconcile`](crate::proto::reconcile)).
+        recon: Recon,
     },
     /// Answers a `Syn`: what the receiver wants (and newer heartbeats), and
     /// the updates the initiator lacks (plus fresh ones it did not ask for).
@@ -113,6 +117,9 @@ pub enum Message {
         known: u64,
         /// Where the next page starts, if a page was asked for and more remain.
         next_page: Option<u64>,
+        /// The responder's side of the reconciliation: fingerprints of the
+        /// children of ranges that differ, and ranges the digest lists.
+        recon: Recon,
     },
     /// Closes an exchange: the updates the responder asked for.
     Ack {
@@ -331,8 +338,18 @@ pub(crate) mod size {
 
     /// Size of a `Syn` whose `entries` digest entries take `entry_bytes`
     /// (a node building a digest has just added them up).
-    pub fn syn(entries: usize, entry_bytes: usize, known: u64, page: Option<u64>) -> usize {
-        1 + varint(entries as u64) + entry_bytes + varint(known) + opt(page)
+    pub fn syn(
+        entries: usize,
+        entry_bytes: usize,
+        known: u64,
+        page: Option<u64>,
+        recon: &Recon,
+    ) -> usize {
+        1 + varint(entries as u64)
+            + entry_bytes
+            + varint(known)
+            + opt(page)
+            + crate::proto::reconcile::size::recon(recon)
     }
 
     /// Size of a `SynAck` from its parts' counts and bytes.
@@ -343,6 +360,7 @@ pub(crate) mod size {
         delta_bytes: usize,
         known: u64,
         next_page: Option<u64>,
+        recon: &Recon,
     ) -> usize {
         1 + varint(entries as u64)
             + entry_bytes
@@ -350,6 +368,7 @@ pub(crate) mod size {
             + delta_bytes
             + varint(known)
             + opt(next_page)
+            + crate::proto::reconcile::size::recon(recon)
     }
 
     /// Size of an `IHave` or a `Graft` whose entries take `entry_bytes`.
@@ -376,17 +395,20 @@ pub(crate) mod size {
                 digest,
                 known,
                 page,
+                recon,
             } => syn(
                 digest.len(),
                 digest.iter().map(digest_entry).sum(),
                 *known,
                 *page,
+                recon,
             ),
             Message::SynAck {
                 digest,
                 delta,
                 known,
                 next_page,
+                recon,
             } => synack(
                 digest.len(),
                 digest.iter().map(digest_entry).sum(),
@@ -394,6 +416,7 @@ pub(crate) mod size {
                 delta.iter().map(node_delta).sum(),
                 *known,
                 *next_page,
+                recon,
             ),
             Message::Ack { delta } | Message::Push { delta } => {
                 ack(delta.len(), delta.iter().map(node_delta).sum())

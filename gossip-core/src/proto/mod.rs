@@ -22,6 +22,7 @@ pub mod message;
 pub mod metrics;
 mod node;
 mod presets;
+pub mod reconcile;
 pub mod refute;
 pub mod time;
 

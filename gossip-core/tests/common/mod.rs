@@ -61,6 +61,7 @@ pub fn node(config: Config) -> Node {
                 digest,
                 known: 9,
                 page: None,
+                recon: Default::default(),
             },
         );
     }

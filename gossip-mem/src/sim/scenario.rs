@@ -53,6 +53,9 @@ pub fn converged_cluster(
     (sim, full.get() == nodes)
 }
 
+/// Rounds over which a rumor run measures idle traffic.
+pub const IDLE_ROUNDS: u32 = 10;
+
 /// What one rumor run measured.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RumorReport {
@@ -72,6 +75,12 @@ pub struct RumorReport {
     pub msgs_per_node_per_round: f64,
     /// Encoded bytes sent per node per round, after membership converged.
     pub bytes_per_node_per_round: f64,
+    /// Encoded bytes sent per node per round over [`IDLE_ROUNDS`] rounds
+    /// after the traffic window: the cluster converged and nobody writes,
+    /// so this is what anti-entropy and failure detection cost at rest.
+    pub idle_bytes_per_node_per_round: f64,
+    /// Messages sent per node per round over the same idle rounds.
+    pub idle_msgs_per_node_per_round: f64,
     /// Live → Suspect transitions per node per round after membership
     /// converged. Nobody fails in this experiment: every one is a false
     /// suspicion (heartbeats reaching a node too irregularly).
@@ -214,6 +223,10 @@ pub fn rumor_after(
     let spread = sim
         .stop_tracking()
         .expect("the write has been followed since it was made");
+    let idle_start = sim.now();
+    sim.run_until(idle_start + interval * IDLE_ROUNDS, &mut |_, _| {});
+    let idle = sim.stats();
+    let idle_per = |v: u64| v as f64 / nodes as f64 / f64::from(IDLE_ROUNDS);
     let mut delivery_ms: Vec<f64> = (0..nodes)
         .filter(|&i| i != writer)
         .filter_map(|i| spread.held_at(i))
@@ -229,6 +242,8 @@ pub fn rumor_after(
         spread: done_at.get().is_some(),
         msgs_per_node_per_round: per(after.messages - before.messages),
         bytes_per_node_per_round: per(after.bytes - before.bytes),
+        idle_bytes_per_node_per_round: idle_per(idle.bytes - after.bytes),
+        idle_msgs_per_node_per_round: idle_per(idle.messages - after.messages),
         suspicions_per_node_per_round: per(suspicions.get()),
         convictions_per_node_per_round: per(convictions.get()),
         rumor_ms: done_at

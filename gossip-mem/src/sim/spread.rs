@@ -230,6 +230,7 @@ mod tests {
             delta: vec![delta("n1", 2, "k", 7), delta("n3", 2, "k", 7)],
             known: 5,
             next_page: None,
+            recon: Default::default(),
         };
         assert!(carries(&synack, &w));
         // Another version, key, owner or generation is another write.
@@ -247,6 +248,7 @@ mod tests {
             }],
             known: 5,
             page: None,
+            recon: Default::default(),
         };
         assert!(!carries(&syn, &w));
     }

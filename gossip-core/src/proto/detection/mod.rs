@@ -57,10 +57,6 @@ const MAX_QUEUED: usize = 64;
 /// flood and a few piggybacks spread it within them, and a verdict
 /// delivered much later (say, after a partition healed) would be stale.
 const RUMOR_LIFETIME_PERIODS: u64 = 4;
-/// A Dead rumor whose heartbeat is this far below the one held of a Live
-/// member is about an earlier stretch of its life (heartbeats advance one
-/// a round): the receiver probes the member instead of convicting it.
-const STALE_VERDICT: u64 = 32;
 /// Rumors remembered as seen, so each is flooded once.
 const MAX_SEEN: usize = 4096;
 /// Most suspicions and convictions tracked at once.
@@ -902,14 +898,24 @@ impl Detection {
                     self.accuse(now, id, stamp.max(h.heartbeat), by, false, peers);
                 }
                 RumorKind::Dead if refuted => continue,
-                RumorKind::Dead
-                    if h.status == Status::Live
-                        && h.heartbeat >= r.heartbeat.saturating_add(STALE_VERDICT) =>
-                {
-                    if !self.urgent.iter().any(|u| u.name == r.id.name) {
-                        self.urgent.push_back(r.id.clone());
-                    }
+                // A conviction of a member this node holds Live: every
+                // conviction follows a flooded suspicion by at least the
+                // shortest timeout, so a node that never heard one is
+                // looking at a verdict from elsewhere (the other side of a
+                // partition just healed, say) or missed the flood. Either
+                // way it suspects the member and probes it at once: a
+                // failed probe convicts, an answer ends the suspicion.
+                RumorKind::Dead if h.status == Status::Live => {
+                    let (id, stamp, by) =
+                        (r.id.clone(), r.heartbeat.max(h.heartbeat), r.by.clone());
                     self.remember(&r);
+                    self.accuse(now, id.clone(), stamp, by, false, peers);
+                    if let Some(s) = self.suspects.get_mut(&id.name) {
+                        s.reprobed = true;
+                    }
+                    if !self.urgent.iter().any(|u| u.name == id.name) {
+                        self.urgent.push_back(id);
+                    }
                 }
                 RumorKind::Dead => {
                     let accusers = self

@@ -38,6 +38,8 @@ struct T {
     peers: Vec<Id>,
     /// The heartbeat held of every peer.
     heartbeat: u64,
+    /// The status held of every peer.
+    status: Status,
 }
 
 impl T {
@@ -49,19 +51,20 @@ impl T {
             me,
             peers,
             heartbeat: 10,
+            status: Status::Live,
         }
     }
 
     fn tick(&mut self, now: Instant) -> Vec<Out> {
         let peers = self.peers.clone();
-        let held = |id: &Id| held_in(&peers, id, self.heartbeat);
+        let held = |id: &Id| held_in(&peers, id, self.heartbeat, self.status);
         self.d.tick(now, &self.peers.clone(), 100, held);
         self.d.take()
     }
 
     fn rumors(&mut self, now: Instant, from: usize, rumors: Vec<Rumor>) -> Vec<Out> {
         let peers = self.peers.clone();
-        let held = |id: &Id| held_in(&peers, id, self.heartbeat);
+        let held = |id: &Id| held_in(&peers, id, self.heartbeat, self.status);
         let sender = self.peers[from].clone();
         self.d
             .on_rumors(now, sender.addr, &sender, rumors, held, &self.peers.clone());
@@ -78,12 +81,12 @@ impl T {
     }
 }
 
-/// Every peer held Live at `heartbeat`.
-fn held_in(peers: &[Id], id: &Id, heartbeat: u64) -> Option<Held> {
+/// Every peer held at `heartbeat` with `status`.
+fn held_in(peers: &[Id], id: &Id, heartbeat: u64, status: Status) -> Option<Held> {
     peers.iter().find(|p| p.name == id.name).map(|p| Held {
         id: p.clone(),
         heartbeat,
-        status: Status::Live,
+        status,
     })
 }
 
@@ -362,6 +365,7 @@ fn a_suspicion_of_this_node_is_refuted_once_and_the_refutation_floods() {
 #[test]
 fn a_convicted_member_that_talks_is_told_once_a_period() {
     let mut t = T::new();
+    t.status = Status::Suspect;
     let victim = t.peers[4].clone();
     t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Dead, "p2")]);
     t.d.contact(at(100), &victim);
@@ -542,6 +546,9 @@ fn a_direct_message_lifts_a_heard_suspicion_but_not_a_conviction() {
     assert!(!t.d.allows_revival(&victim, 11));
     t.d.contact(at(1), &victim);
     assert!(t.d.allows_revival(&victim, 11));
+    // Held Suspect again (a Dead rumor about a member held Live is only
+    // checked, see below), the conviction is taken.
+    t.status = Status::Suspect;
     t.rumors(at(1), 1, vec![rumor(&victim, 12, RumorKind::Dead, "p2")]);
     t.d.contact(at(1), &victim);
     assert!(
@@ -622,8 +629,9 @@ fn rumors_about_strangers_or_other_generations_are_dropped_unforwarded() {
 }
 
 #[test]
-fn a_dead_rumor_convicts_once_and_floods_once() {
+fn a_dead_rumor_about_a_suspect_convicts_once_and_floods_once() {
     let mut t = T::new();
+    t.status = Status::Suspect;
     let victim = t.peers[4].clone();
     let r = rumor(&victim, 10, RumorKind::Dead, "p2");
     let outs = t.rumors(at(0), 1, vec![r.clone()]);
@@ -635,31 +643,63 @@ fn a_dead_rumor_convicts_once_and_floods_once() {
     assert!(t.rumors(at(1), 2, vec![r]).is_empty());
 }
 
-#[test]
-fn a_stale_dead_rumor_about_a_live_member_is_checked_not_believed() {
-    let mut t = T::new();
-    t.heartbeat = 10 + STALE_VERDICT;
-    let victim = t.peers[4].clone();
-    let outs = t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Dead, "p2")]);
-    assert!(outs.is_empty(), "neither convicted nor flooded: {outs:?}");
-    // The member is probed next instead.
-    let pings: Vec<SocketAddr> = t
-        .tick(at(0))
-        .iter()
+/// The pings among `outs`, by target.
+fn pings(outs: &[Out]) -> Vec<(SocketAddr, u64)> {
+    outs.iter()
         .filter_map(|o| match o {
-            Out::Send(to, Message::Ping { .. }) => Some(*to),
+            Out::Send(to, Message::Ping { seq, .. }) => Some((*to, *seq)),
             _ => None,
         })
-        .collect();
-    assert_eq!(pings, vec![victim.addr]);
-    // One heartbeat less, and the verdict is believed.
-    let mut t = T::new();
-    t.heartbeat = 10 + STALE_VERDICT - 1;
-    let outs = t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Dead, "p2")]);
-    assert!(outs.contains(&Out::Dead {
-        id: victim,
-        accusers: 1
-    }));
+        .collect()
+}
+
+#[test]
+fn a_dead_rumor_about_a_member_held_live_is_checked_not_believed() {
+    // However fresh or stale the heartbeats held: a node that never heard
+    // the suspicion (a verdict from across a healed partition) checks.
+    for held in [10, 10 + 100] {
+        let mut t = T::new();
+        t.heartbeat = held;
+        let victim = t.peers[4].clone();
+        let outs = t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Dead, "p2")]);
+        assert_eq!(
+            outs,
+            vec![Out::Suspect {
+                id: victim.clone(),
+                accusers: 1
+            }],
+            "suspected, neither convicted nor flooded"
+        );
+        // The member is probed next, before any random peer.
+        let outs = t.tick(at(0));
+        let seq = match pings(&outs)[..] {
+            [(to, seq)] if to == victim.addr => seq,
+            ref other => panic!("one ping, to the member: {other:?}"),
+        };
+        if held == 10 {
+            // No answer at all: the probe's end convicts.
+            t.tick(at(200));
+            let outs = t.tick(at(1000));
+            assert!(
+                outs.contains(&Out::Dead {
+                    id: victim.clone(),
+                    accusers: 2
+                }),
+                "{outs:?}"
+            );
+        } else {
+            // It answers: the suspicion ends, nobody convicts.
+            t.d.on_ping_ack(seq);
+            t.d.take();
+            t.tick(at(200));
+            let outs = t.tick(at(1000));
+            assert!(
+                !outs.iter().any(|o| matches!(o, Out::Dead { .. })),
+                "{outs:?}"
+            );
+            assert_eq!(t.d.suspected(), 0);
+        }
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! them, and applying deltas.
 
 use super::*;
+use crate::proto::reconcile::Recon;
 
 /// How a digest entry compares with what this node holds.
 pub(super) enum Cmp {
@@ -27,6 +28,10 @@ const MIN_ENTRY_BYTES: usize = 12;
 
 impl Node {
     pub(super) fn gossip(&mut self, now: Instant) {
+        debug_assert!(
+            self.members.summary_is_exact(),
+            "every change of a member's identity or max_version refreshes the summary"
+        );
         let mut targets: Vec<SocketAddr> = Vec::with_capacity(self.config.fanout + 2);
         let live_peers = self.live_peers();
         for id in self.sample(Status::Live, self.config.fanout, live_peers) {
@@ -61,23 +66,27 @@ impl Node {
     }
 
     pub(super) fn send_syn(&mut self, to: SocketAddr, page: Option<u64>) {
-        let (digest, entry_bytes) = match page {
-            // A catch-up exchange carries no window: it is about the page.
+        let (digest, entry_bytes, recon) = match page {
+            // A catch-up exchange carries nothing else: it is about the page.
             Some(_) => {
                 let own = self.own_entry();
                 let bytes = size::digest_entry(&own);
-                (vec![own], bytes)
+                (vec![own], bytes, Recon::default())
             }
-            None => self.syn_digest(),
+            None => {
+                let (digest, bytes) = self.syn_digest();
+                (digest, bytes, self.opening_recon())
+            }
         };
         let known = self.members.len() as u64;
-        let len = size::syn(digest.len(), entry_bytes, known, page);
+        let len = size::syn(digest.len(), entry_bytes, known, page, &recon);
         self.send(
             to,
             Message::Syn {
                 digest,
                 known,
                 page,
+                recon,
             },
             len,
         );
@@ -192,6 +201,11 @@ impl Node {
                 self.members.mark(i);
             }
         }
+        // With probing, heartbeats need not reach every node, and range
+        // reconciliation finds what differs: no window.
+        if self.config.probe {
+            return (out, used);
+        }
         // The window: entries that do not fit are skipped (the next lap
         // brings them); it ends when the room left is below the smallest
         // entry, or after a few misses in a row. It starts next time at the
@@ -228,6 +242,7 @@ impl Node {
         sender: &Id,
         digest: Vec<DigestEntry>,
         page: Option<u64>,
+        recon: Recon,
     ) {
         let budget = self.config.digest_bytes;
         let mut used = 0;
@@ -285,6 +300,9 @@ impl Node {
             used += if fits { s } else { 0 };
             fits
         });
+        // Members of the ranges the digest covers that it did not name.
+        wanted.extend(self.uncovered(&recon.covers));
+        let answer = self.answer_sums(&recon.sums);
         for h in &self.hot {
             if !self
                 .members
@@ -294,9 +312,11 @@ impl Node {
                 wanted.push((h.id.clone(), h.floor));
             }
         }
-        if !self.members.is_marked(0) {
+        if !self.members.is_marked(0) && recon.sums.is_empty() {
             // The initiator may not know us yet (a joiner knocking on a seed):
-            // our header costs a few bytes and tells it we are alive.
+            // our header costs a few bytes and tells it we are alive. An
+            // initiator that offers fingerprints finds us by them if it
+            // lacks us.
             let own = self
                 .members
                 .get(&self.me.name)
@@ -330,6 +350,7 @@ impl Node {
             delta_bytes,
             known,
             next_page,
+            &answer,
         );
         self.send(
             sender.addr,
@@ -338,6 +359,7 @@ impl Node {
                 delta,
                 known,
                 next_page,
+                recon: answer,
             },
             len,
         );
@@ -712,6 +734,7 @@ impl Node {
             }
         }
         let new_mv = m.max_version;
+        self.members.refresh(i);
         if announced {
             let id = self.members.at(i).0.clone();
             let from = self.members.set_status_at(i, Status::Left);
@@ -831,7 +854,13 @@ impl Node {
 
     /// The initiator's side of an answer: send what the responder asked for,
     /// remember what it has that we lack (asked for in our next digest).
-    pub(super) fn on_synack(&mut self, now: Instant, sender: &Id, digest: Vec<DigestEntry>) {
+    pub(super) fn on_synack(
+        &mut self,
+        now: Instant,
+        sender: &Id,
+        digest: Vec<DigestEntry>,
+        recon: Recon,
+    ) {
         let mut wanted = Vec::new();
         let slots = self.resolve(&digest);
         for (e, &slot) in digest.iter().zip(&slots) {
@@ -840,6 +869,17 @@ impl Node {
                 Cmp::TheyAhead(_) | Cmp::Unknown => self.add_behind(e.id.clone()),
                 Cmp::Same { .. } | Cmp::Ignore | Cmp::Conflict(_) => {}
             }
+        }
+        if !recon.covers.is_empty() {
+            // Marks say which members the responder named (it may have
+            // made some known just now).
+            self.members.start_marking();
+            for e in &digest {
+                if let Some(i) = self.members.find_id(&e.id) {
+                    self.members.mark(i);
+                }
+            }
+            wanted.extend(self.uncovered(&recon.covers));
         }
         if !wanted.is_empty() {
             let budget = self
@@ -850,6 +890,7 @@ impl Node {
             let len = size::ack(delta.len(), bytes);
             self.send(sender.addr, Message::Ack { delta }, len);
         }
+        self.follow_up(sender.addr, &recon.sums);
     }
 }
 

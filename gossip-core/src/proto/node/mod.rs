@@ -33,6 +33,7 @@ mod exchange;
 mod own;
 mod probe;
 mod push;
+mod reconcile;
 mod rejoin;
 mod sweep;
 mod timers;
@@ -405,6 +406,7 @@ impl Node {
         m.max_version += 1;
         m.left = true;
         let v = m.max_version;
+        self.members.refresh(0);
         self.members.set_status(&me.name, Status::Left);
         self.leave_version = Some(v);
         self.eager.note(&me, floor);
@@ -463,6 +465,7 @@ impl Node {
             expires,
         };
         m.keyspace_mut().put(key.to_owned(), entry);
+        self.members.refresh(0);
         self.budget.changed(old_bytes, new_bytes);
         self.eager.note(&me, floor);
         self.push_hot(me, floor, now, false);
@@ -582,8 +585,9 @@ impl Node {
                 digest,
                 known,
                 page,
+                recon,
             } => {
-                self.on_syn(now, &sender, digest, page);
+                self.on_syn(now, &sender, digest, page, recon);
                 self.consider_sweep(now, &sender, known);
             }
             Message::SynAck {
@@ -591,10 +595,11 @@ impl Node {
                 delta,
                 known,
                 next_page,
+                recon,
             } => {
                 self.apply_deltas(now, delta, next_page.is_some());
                 self.continue_sweep(now, &sender, known, next_page);
-                self.on_synack(now, &sender, digest);
+                self.on_synack(now, &sender, digest, recon);
             }
             Message::Ack { delta } => self.apply_deltas(now, delta, false),
             Message::Push { delta } => self.on_push(now, &sender, delta),

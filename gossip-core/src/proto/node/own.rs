@@ -131,6 +131,7 @@ impl Node {
             next += 1;
         }
         m.max_version = next;
+        self.members.refresh(0);
         if left {
             self.leave_version = Some(next);
         }

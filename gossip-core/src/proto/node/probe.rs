@@ -119,6 +119,16 @@ impl Node {
                             continue;
                         }
                         m.heartbeat = next;
+                        // The refutation is also a version of our state:
+                        // reconciliation then carries the new heartbeat to
+                        // every node the rumor missed (heartbeats alone are
+                        // not in the summaries), and eager push sends it now.
+                        let floor = m.max_version;
+                        m.max_version += 1;
+                        self.members.refresh(0);
+                        let me = self.me.clone();
+                        self.eager.note(&me, floor);
+                        self.push_hot(me, floor, now, false);
                         self.metrics.refutations += 1;
                         self.detection.refuted(next, peers);
                     }

@@ -116,13 +116,15 @@ impl Node {
         let own = self.own_entry();
         let bytes = size::digest_entry(&own);
         let known = self.members.len() as u64;
-        let len = size::syn(1, bytes, known, None);
+        let recon = crate::proto::reconcile::Recon::default();
+        let len = size::syn(1, bytes, known, None, &recon);
         self.send(
             to,
             Message::Syn {
                 digest: vec![own],
                 known,
                 page: None,
+                recon,
             },
             len,
         );
