@@ -26,7 +26,13 @@
 //! `--warmup-writes K` makes K writes first, so the measured one runs on a
 //! tree pruned by earlier news (default 0: the first news after the join).
 //!
-//! Every mode takes `--eager on|off` (eager push, on by default; off leaves
+//! The JSON also reports `idle_bytes_per_node_per_round` and
+//! `idle_msgs_per_node_per_round` (ten rounds after the traffic window,
+//! converged and nobody writing) and `idle_bytes_by_kind`.
+//!
+//! Every mode takes `--heartbeat-window on|off` (the rotating heartbeat
+//! window in digests, on by default; off leaves anti-entropy to range
+//! reconciliation alone) and `--eager on|off` (eager push, on by default; off leaves
 //! the periodic exchange alone: `--nodes 1000 --seeds 5 --eager off`),
 //! `--latency-ms MIN,MAX` (one-way link latency, uniform;
 //! default `1,5`) and `--interval-ms MS` (the gossip interval; default 1000;
@@ -142,6 +148,11 @@ struct Args {
     /// mode and scenario.
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     probe: OnOff,
+    /// The heartbeat window in digests (`Config::heartbeat_window`): `on`
+    /// (the default) or `off`, which leaves anti-entropy to range
+    /// reconciliation alone. Every mode and scenario.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    heartbeat_window: OnOff,
     /// What the converged cluster does: `rumor` (one write) or `writes`
     /// (steady load: `--rate`, `--duration`). Ignored with `--scenario`.
     #[arg(long, value_enum, default_value_t = Workload::Rumor)]
@@ -209,6 +220,7 @@ fn sim_config(args: &Args, seed: u64, loss: f64) -> SimConfig {
     config.proto.gossip_interval = Duration::from_millis(args.interval_ms);
     config.proto.eager = args.eager == OnOff::On;
     config.proto.probe = args.probe == OnOff::On;
+    config.proto.heartbeat_window = args.heartbeat_window == OnOff::On;
     config
 }
 
@@ -337,12 +349,14 @@ fn main() {
             "interval_ms": args.interval_ms,
             "eager": args.eager == OnOff::On,
             "probe": args.probe == OnOff::On,
+            "heartbeat_window": args.heartbeat_window == OnOff::On,
             "warmup_writes": args.warmup_writes,
             "per_seed": per_seed,
             "msgs_per_node_per_round": mean(|r| r.msgs_per_node_per_round),
             "bytes_per_node_per_round": mean(|r| r.bytes_per_node_per_round),
             "idle_bytes_per_node_per_round": mean(|r| r.idle_bytes_per_node_per_round),
             "idle_msgs_per_node_per_round": mean(|r| r.idle_msgs_per_node_per_round),
+            "idle_bytes_by_kind": idle_by_kind(&reports),
             "suspicions_per_node_per_round": mean(|r| r.suspicions_per_node_per_round),
             "convictions_per_node_per_round": mean(|r| r.convictions_per_node_per_round),
             "trace_hash": format!("{trace:016x}"),
@@ -638,6 +652,7 @@ fn run_writes(args: &Args) {
             "interval_ms": args.interval_ms,
             "eager": args.eager == OnOff::On,
             "probe": args.probe == OnOff::On,
+            "heartbeat_window": args.heartbeat_window == OnOff::On,
             "converged": converged,
             "join_rounds": mean(|r| r.join_rounds),
             "writes": reports.iter().map(|r| r.writes).sum::<usize>(),
@@ -678,4 +693,19 @@ fn run_writes(args: &Args) {
     if !converged {
         std::process::exit(1);
     }
+}
+
+/// Idle bytes per node per round by message kind, the mean over seeds (a
+/// kind a seed did not send counts as 0 there).
+fn idle_by_kind(reports: &[scenario::RumorReport]) -> serde_json::Map<String, serde_json::Value> {
+    let mut sums: std::collections::BTreeMap<&str, f64> = std::collections::BTreeMap::new();
+    for r in reports {
+        for &(kind, bytes) in &r.idle_bytes_by_kind {
+            *sums.entry(kind).or_default() += bytes;
+        }
+    }
+    let n = reports.len().max(1) as f64;
+    sums.into_iter()
+        .map(|(k, v)| (k.to_owned(), serde_json::json!(v / n)))
+        .collect()
 }

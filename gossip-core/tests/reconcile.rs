@@ -16,6 +16,7 @@ fn config() -> Config {
         // No eager push and no hot list: reconciliation alone is under test.
         eager: false,
         hot_rounds: Some(0),
+        heartbeat_window: false,
         ..Config::default()
     }
 }

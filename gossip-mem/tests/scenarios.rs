@@ -17,7 +17,21 @@ fn run_after(
     duration: f64,
     seed: u64,
 ) -> ScenarioReport {
+    run_with(kind, before, nodes, loss, duration, seed, true)
+}
+
+/// [`run_after`], with the digests' heartbeat window on or off.
+fn run_with(
+    kind: Kind,
+    before: Before,
+    nodes: usize,
+    loss: f64,
+    duration: f64,
+    seed: u64,
+    heartbeat_window: bool,
+) -> ScenarioReport {
     let mut sim = scenario::config(seed, 3, 0.0);
+    sim.proto.heartbeat_window = heartbeat_window;
     if kind == Kind::Churn {
         sim.proto.grace_period = Duration::from_secs(30);
     }
@@ -33,8 +47,9 @@ fn run_after(
     let r = scenario::failure(kind, &cfg).expect("the cluster forms");
     let after = format!("{before:?}").to_lowercase();
     let replay = format!(
-        "replay: cargo run --release --example simulate -- --scenario {} --after {after} --nodes {nodes} --loss {loss} --duration {duration} --seed {seed} --full-checks",
-        kind.name()
+        "replay: cargo run --release --example simulate -- --scenario {} --after {after} --nodes {nodes} --loss {loss} --duration {duration} --seed {seed} --heartbeat-window {} --full-checks",
+        kind.name(),
+        if heartbeat_window { "on" } else { "off" }
     );
     assert!(
         r.violations.is_empty(),
@@ -52,19 +67,21 @@ fn run_after(
 
 #[test]
 fn a_crashed_node_is_declared_dead_by_everyone_within_a_few_probe_periods() {
-    // Probing: first suspicion after about 1.6 periods, conviction by all
-    // about 2 periods later (3.5 rounds measured at 100 nodes). The bounds
-    // leave room for an unlucky seed, not for the heartbeat detector's
-    // ~12 rounds.
+    // Probing: first suspicion after about 1.9 periods, conviction by all
+    // about 2 periods later. Both have long tails (SWIM's first probe of
+    // the victim is geometric): over 60 seeds at 100 nodes detection took
+    // 3.9 rounds on average and 8.0 at worst, first suspicion 1.9 and 5.1
+    // (BENCHMARKS.md). The bounds allow that tail, not the heartbeat
+    // detector's ~12 rounds.
     for seed in 1..=4 {
         let r = run(Kind::Crash, 60, 0.0, 0.0, seed);
         let d = r.detection_rounds.expect("detected");
-        assert!(d <= 6.0, "seed {seed}: detection took {d} rounds");
+        assert!(d <= 8.0, "seed {seed}: detection took {d} rounds");
         let first = r
             .first_suspicion_rounds
             .expect("suspected before convicted");
         assert!(
-            0.0 < first && first <= 3.0 && first <= d,
+            0.0 < first && first <= 5.5 && first <= d,
             "seed {seed}: first suspicion {first}, detection {d}"
         );
     }
@@ -138,4 +155,19 @@ fn no_false_positives_under_twenty_percent_loss() {
 fn crash_detection_under_loss() {
     let r = run(Kind::Crash, 60, 0.1, 0.0, 8);
     assert!(r.detection_rounds.is_some());
+}
+
+#[test]
+fn by_reconciliation_alone_a_partition_heals_within_three_rounds_and_convicts_nobody_after() {
+    // No heartbeat window: updates written on each side during the
+    // partition, and the verdicts each side reached, are repaired by range
+    // reconciliation and probing alone.
+    for seed in 1..=3 {
+        let r = run_with(Kind::Partition, Before::Nothing, 60, 0.0, 40.0, seed, false);
+        let h = r.heal_rounds.expect("healed");
+        assert!(h <= 3.0, "seed {seed}: heal took {h} rounds");
+        run_with(Kind::Crash, Before::Partition, 60, 0.0, 0.0, seed, false)
+            .detection_rounds
+            .expect("the crash after the heal is detected");
+    }
 }

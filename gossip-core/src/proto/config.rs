@@ -78,6 +78,17 @@ pub struct Config {
     /// probing off phi is the detector (a crash is then seen by all in
     /// about 12 rounds instead of about 3.5 at 100 nodes).
     pub probe: bool,
+    /// Carry a window rotating through the membership's heartbeats in every
+    /// digest, beside the range fingerprints of
+    /// [`reconcile`](crate::proto::reconcile). On by default: heartbeats
+    /// then reach every node within a few rounds, which the phi detector
+    /// (choosing whom to probe) and the checks of stale verdicts rely on.
+    /// Off (only with `probe` on), an idle cluster's anti-entropy costs a
+    /// few hundred bytes per node per round at any size instead of up to
+    /// `digest_bytes` per message, but crashes are detected later and
+    /// flapping links cause false convictions today (BENCHMARKS.md,
+    /// "Reconciliation").
+    pub heartbeat_window: bool,
     /// How long a probe waits for a direct answer before it tries again and
     /// through `indirect_probes` other peers; the probe fails if nobody
     /// answered by the end of the interval. A few round trips; at most
@@ -177,6 +188,7 @@ impl Default for Config {
             phi_smoothing: 0.1,
             suspect_timeout: Duration::from_secs(3),
             probe: true,
+            heartbeat_window: true,
             probe_timeout: Duration::from_millis(200),
             indirect_probes: 3,
             rumor_fanout: 4,

@@ -81,6 +81,9 @@ pub struct RumorReport {
     pub idle_bytes_per_node_per_round: f64,
     /// Messages sent per node per round over the same idle rounds.
     pub idle_msgs_per_node_per_round: f64,
+    /// The idle bytes per node per round by message kind (named as
+    /// [`MessageKind::name`] gives them), kinds that sent nothing left out.
+    pub idle_bytes_by_kind: Vec<(&'static str, f64)>,
     /// Live → Suspect transitions per node per round after membership
     /// converged. Nobody fails in this experiment: every one is a false
     /// suspicion (heartbeats reaching a node too irregularly).
@@ -244,6 +247,17 @@ pub fn rumor_after(
         bytes_per_node_per_round: per(after.bytes - before.bytes),
         idle_bytes_per_node_per_round: idle_per(idle.bytes - after.bytes),
         idle_msgs_per_node_per_round: idle_per(idle.messages - after.messages),
+        idle_bytes_by_kind: MessageKind::ALL
+            .iter()
+            .map(|k| {
+                let i = k.index();
+                (
+                    k.name(),
+                    idle_per(idle.by_kind[i].bytes - after.by_kind[i].bytes),
+                )
+            })
+            .filter(|&(_, b)| b > 0.0)
+            .collect(),
         suspicions_per_node_per_round: per(suspicions.get()),
         convictions_per_node_per_round: per(convictions.get()),
         rumor_ms: done_at

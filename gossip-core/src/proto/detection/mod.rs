@@ -57,6 +57,11 @@ const MAX_QUEUED: usize = 64;
 /// flood and a few piggybacks spread it within them, and a verdict
 /// delivered much later (say, after a partition healed) would be stale.
 const RUMOR_LIFETIME_PERIODS: u64 = 4;
+/// A Dead rumor whose heartbeat is this far below the one held of a Live
+/// member is about an earlier stretch of its life (heartbeats advance one
+/// a round): with fresh heartbeats held, the receiver checks the member
+/// instead of convicting it.
+const STALE_VERDICT: u64 = 32;
 /// Rumors remembered as seen, so each is flooded once.
 const MAX_SEEN: usize = 4096;
 /// Most suspicions and convictions tracked at once.
@@ -94,6 +99,10 @@ pub(crate) struct Params {
     pub suspicion_max_mult: f64,
     /// Independent accusers after which a suspicion lasts the shortest.
     pub confirmations: usize,
+    /// Whether the heartbeats held of members are relayed ones, a few
+    /// rounds old at most (the digest window); if not, they are as old as
+    /// the last direct contact and cannot date a verdict.
+    pub fresh_heartbeats: bool,
 }
 
 impl Params {
@@ -209,6 +218,8 @@ pub(crate) struct Detection {
     /// This node's last refutation.
     alive: Option<Rumor>,
     health: u32,
+    /// The membership's size at the last tick (for suspicion timeouts).
+    members: usize,
     out: Vec<Out>,
 }
 
@@ -233,6 +244,7 @@ impl Detection {
             periods: 0,
             alive: None,
             health: 0,
+            members: 1,
             out: Vec::new(),
         }
     }
@@ -304,6 +316,7 @@ impl Detection {
         members: usize,
         held: impl Fn(&Id) -> Option<Held>,
     ) {
+        self.members = members;
         self.relays.retain(|r| r.until > now);
         if let Some(p) = self.probe.as_mut()
             && !p.acked
@@ -477,6 +490,27 @@ impl Detection {
                 }
             }
         }
+    }
+
+    /// Whether a Dead rumor is to be checked rather than believed (see
+    /// where [`on_rumors`](Self::on_rumors) uses it).
+    fn doubts(&self, now: Instant, r: &Rumor, h: &Held) -> bool {
+        if h.status == Status::Live {
+            return !self.params.fresh_heartbeats
+                || h.heartbeat >= r.heartbeat.saturating_add(STALE_VERDICT);
+        }
+        // Held Suspect: an accuser convicts only after its suspicion lasted
+        // the shortest timeout, and its suspicion was flooded when it
+        // began. Heard much more recently than that, the two arrived
+        // together: replayed from elsewhere (a healed partition), which
+        // only fresh heartbeats would otherwise date.
+        let (min, _) = self.params.suspicion_bounds(self.members);
+        !self.params.fresh_heartbeats
+            && h.status == Status::Suspect
+            && self
+                .suspects
+                .get(&r.id.name)
+                .is_some_and(|s| !s.mine && now.saturating_since(s.since) < min / 2)
     }
 
     fn convict(&mut self, id: &Id, stamp: u64, accusers: u32) {
@@ -898,14 +932,14 @@ impl Detection {
                     self.accuse(now, id, stamp.max(h.heartbeat), by, false, peers);
                 }
                 RumorKind::Dead if refuted => continue,
-                // A conviction of a member this node holds Live: every
-                // conviction follows a flooded suspicion by at least the
-                // shortest timeout, so a node that never heard one is
-                // looking at a verdict from elsewhere (the other side of a
-                // partition just healed, say) or missed the flood. Either
-                // way it suspects the member and probes it at once: a
-                // failed probe convicts, an answer ends the suspicion.
-                RumorKind::Dead if h.status == Status::Live => {
+                // A conviction this node has reason to doubt: of a member
+                // it holds Live and whose heartbeat it holds well above the
+                // verdict's (an earlier stretch of its life, say the other
+                // side of a partition just healed), or of any member held
+                // Live when held heartbeats are too old to date a verdict.
+                // It suspects the member and probes it at once: a failed
+                // probe convicts, an answer ends the suspicion.
+                RumorKind::Dead if self.doubts(now, &r, &h) => {
                     let (id, stamp, by) =
                         (r.id.clone(), r.heartbeat.max(h.heartbeat), r.by.clone());
                     self.remember(&r);

@@ -24,6 +24,7 @@ fn params() -> Params {
         suspicion_mult: 1.0,
         suspicion_max_mult: 2.0,
         confirmations: 3,
+        fresh_heartbeats: false,
     }
 }
 
@@ -802,4 +803,66 @@ fn a_stall_voids_the_probe_in_flight() {
         "{outs:?}"
     );
     assert_eq!(t.d.suspected(), 0);
+}
+
+#[test]
+fn with_fresh_heartbeats_held_only_a_stale_dead_rumor_is_checked() {
+    let fresh = |t: &mut T| {
+        t.d = Detection::new(
+            Params {
+                fresh_heartbeats: true,
+                ..params()
+            },
+            t.me.clone(),
+            at(0),
+        );
+    };
+    let mut t = T::new();
+    fresh(&mut t);
+    t.heartbeat = 10 + STALE_VERDICT;
+    let victim = t.peers[4].clone();
+    let outs = t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Dead, "p2")]);
+    assert!(
+        !outs.iter().any(|o| matches!(o, Out::Dead { .. })),
+        "checked: {outs:?}"
+    );
+    assert_eq!(pings(&t.tick(at(0))), vec![(victim.addr, 1)]);
+    // One heartbeat less: the verdict is recent, and believed.
+    let mut t = T::new();
+    fresh(&mut t);
+    t.heartbeat = 10 + STALE_VERDICT - 1;
+    let outs = t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Dead, "p2")]);
+    assert!(outs.contains(&Out::Dead {
+        id: victim,
+        accusers: 1
+    }));
+}
+
+#[test]
+fn without_fresh_heartbeats_a_conviction_heard_with_its_suspicion_is_checked() {
+    let mut t = T::new();
+    let victim = t.peers[4].clone();
+    t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Suspect, "p2")]);
+    t.status = Status::Suspect;
+    // The verdict arrives with the suspicion (a healed partition replaying
+    // both): probed, not believed.
+    let outs = t.rumors(at(5), 2, vec![rumor(&victim, 10, RumorKind::Dead, "p2")]);
+    assert!(
+        !outs.iter().any(|o| matches!(o, Out::Dead { .. })),
+        "{outs:?}"
+    );
+    assert!(
+        pings(&t.tick(at(5)))
+            .iter()
+            .any(|&(to, _)| to == victim.addr)
+    );
+    // A verdict the shortest timeout after the suspicion is believed.
+    let mut t = T::new();
+    t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Suspect, "p2")]);
+    t.status = Status::Suspect;
+    let outs = t.rumors(at(1500), 2, vec![rumor(&victim, 10, RumorKind::Dead, "p2")]);
+    assert!(
+        outs.iter().any(|o| matches!(o, Out::Dead { .. })),
+        "{outs:?}"
+    );
 }

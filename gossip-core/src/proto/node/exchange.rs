@@ -96,6 +96,13 @@ impl Node {
         self.members.digest_entry(0)
     }
 
+    /// Whether digests leave out the heartbeat window (see
+    /// [`Config::heartbeat_window`]): only with probing on, which does not
+    /// need every heartbeat everywhere.
+    pub(super) fn relays_no_heartbeats(&self) -> bool {
+        self.config.probe && !self.config.heartbeat_window
+    }
+
     pub(super) fn live_peers(&self) -> usize {
         let own_live = usize::from(
             self.members
@@ -201,9 +208,9 @@ impl Node {
                 self.members.mark(i);
             }
         }
-        // With probing, heartbeats need not reach every node, and range
-        // reconciliation finds what differs: no window.
-        if self.config.probe {
+        // Without the window range reconciliation alone finds what differs
+        // (heartbeats then reach only the nodes a member talks to).
+        if self.relays_no_heartbeats() {
             return (out, used);
         }
         // The window: entries that do not fit are skipped (the next lap
@@ -270,11 +277,16 @@ impl Node {
                     None
                 }
                 // A leaver learns its announcement arrived when it sees its
-                // own entry come back at the leave's version.
+                // own entry come back at the leave's version. Our header
+                // (which says Left) goes too: a member that never left
+                // learns of a leave forged at the very version it holds
+                // (it wrote there before hearing of the forgery), which it
+                // refutes; versions alone would never tell it.
                 Cmp::Same { newer: None }
                     if slot.is_some_and(|i| self.members.at(i as usize).1.left)
                         && e.id.name == sender.name =>
                 {
+                    wanted.push((e.id.clone(), e.max_version));
                     Some(e.clone())
                 }
                 Cmp::Same { newer: n } => {
@@ -312,9 +324,10 @@ impl Node {
                 wanted.push((h.id.clone(), h.floor));
             }
         }
-        if !self.members.is_marked(0) && recon.sums.is_empty() {
+        if !self.members.is_marked(0) && (recon.sums.is_empty() || !self.relays_no_heartbeats()) {
             // The initiator may not know us yet (a joiner knocking on a seed):
-            // our header costs a few bytes and tells it we are alive. An
+            // our header costs a few bytes and tells it we are alive, and
+            // feeds its heartbeat detector. Without the heartbeat window an
             // initiator that offers fingerprints finds us by them if it
             // lacks us.
             let own = self

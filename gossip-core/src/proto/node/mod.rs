@@ -215,6 +215,7 @@ impl Node {
                 suspicion_mult: config.suspicion_mult,
                 suspicion_max_mult: config.suspicion_max_mult,
                 confirmations: config.suspicion_confirmations,
+                fresh_heartbeats: !config.probe || config.heartbeat_window,
             },
             me.clone(),
             // A random phase, so that probes of nodes started together do
