@@ -937,16 +937,15 @@ impl Detection {
                 // verdict's (an earlier stretch of its life, say the other
                 // side of a partition just healed), or of any member held
                 // Live when held heartbeats are too old to date a verdict.
-                // It suspects the member and probes it at once: a failed
-                // probe convicts, an answer ends the suspicion.
+                // It suspects the member and probes it at once: an answer
+                // ends the suspicion; a failed probe makes it an accuser,
+                // convicting only once its own suspicion times out (a
+                // flapping link gets the whole timeout to come back).
                 RumorKind::Dead if self.doubts(now, &r, &h) => {
                     let (id, stamp, by) =
                         (r.id.clone(), r.heartbeat.max(h.heartbeat), r.by.clone());
                     self.remember(&r);
                     self.accuse(now, id.clone(), stamp, by, false, peers);
-                    if let Some(s) = self.suspects.get_mut(&id.name) {
-                        s.reprobed = true;
-                    }
                     if !self.urgent.iter().any(|u| u.name == id.name) {
                         self.urgent.push_back(id);
                     }

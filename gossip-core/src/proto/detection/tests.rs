@@ -678,14 +678,24 @@ fn a_dead_rumor_about_a_member_held_live_is_checked_not_believed() {
             ref other => panic!("one ping, to the member: {other:?}"),
         };
         if held == 10 {
-            // No answer at all: the probe's end convicts.
+            // No answer at all: the probe's end makes this node an
+            // accuser, and its own suspicion convicts when it times out.
             t.tick(at(200));
             let outs = t.tick(at(1000));
             assert!(
-                outs.contains(&Out::Dead {
+                !outs.iter().any(|o| matches!(o, Out::Dead { .. })),
+                "{outs:?}"
+            );
+            assert!(
+                outs.contains(&Out::Suspect {
                     id: victim.clone(),
                     accusers: 2
                 }),
+                "{outs:?}"
+            );
+            let outs: Vec<Out> = (2..=20).flat_map(|s| t.tick(at(s * 500))).collect();
+            assert!(
+                outs.iter().any(|o| matches!(o, Out::Dead { .. })),
                 "{outs:?}"
             );
         } else {
