@@ -21,7 +21,7 @@
 //! the Scuttlebutt deltas carry the data as before.
 //!
 //! This module holds the tree, the fingerprints and the decision
-//! ([`plan`]); [`Members`](crate::proto::membership) keeps the stored
+//! (`plan`); the membership table (`membership.rs`) keeps the stored
 //! levels up to date, and `node/exchange.rs` carries the ranges in `Syn`
 //! and `SynAck`.
 
