@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{addr, deliver, drain, id};
+use common::{addr, announce, drain};
 use gossip_core::proto::reconcile::Range;
-use gossip_core::proto::{Config, DigestEntry, Instant, Message, Node, NodeId, Transmit};
+use gossip_core::proto::{Config, Instant, Message, Node, NodeId, Transmit};
 
 /// Members both nodes know, besides each other.
 const SHARED: u16 = 60;
@@ -36,22 +36,7 @@ fn node(me: u16, peer: u16, extra: &[u16]) -> Node {
         .chain(2..SHARED + 2)
         .chain(extra.iter().copied());
     for i in members {
-        let digest = vec![DigestEntry {
-            id: id(i),
-            heartbeat: 1,
-            max_version: 0,
-        }];
-        deliver(
-            &mut n,
-            Instant::ZERO,
-            i,
-            Message::Syn {
-                digest,
-                known: 2,
-                page: None,
-                recon: Default::default(),
-            },
-        );
+        announce(&mut n, i, 1);
     }
     // A first round: the hot list, which lasts no round here, empties.
     n.handle_timeout(Instant::ZERO);
@@ -115,22 +100,7 @@ fn agreeing_nodes_exchange_one_fingerprint_whatever_the_heartbeats() {
     // b hears newer heartbeats of some members: heartbeats are not in the
     // summaries, so nothing differs.
     for i in 2..10 {
-        let digest = vec![DigestEntry {
-            id: id(i),
-            heartbeat: 50,
-            max_version: 0,
-        }];
-        deliver(
-            &mut b,
-            Instant::ZERO,
-            i,
-            Message::Syn {
-                digest,
-                known: 2,
-                page: None,
-                recon: Default::default(),
-            },
-        );
+        announce(&mut b, i, 50);
     }
     drain(&mut b);
     let log = exchange(&mut a, &mut b, Instant::from_micros(1_000_000));

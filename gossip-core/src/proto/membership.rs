@@ -482,53 +482,61 @@ impl Members {
 
     /// This table's fingerprint of range `r`.
     pub fn fingerprint(&self, r: Range) -> Fingerprint {
-        self.summary.get(r).unwrap_or_else(|| {
-            let mut f = Fingerprint::default();
-            for (_, m) in self.slots.iter().filter(|(_, m)| r.contains(m.bucket)) {
-                f.add(m.fp);
+        self.fingerprints(&[r])[0]
+    }
+
+    /// This table's fingerprints of `ranges`, in order: stored ones looked
+    /// up, the others summed in one pass over the members.
+    pub fn fingerprints(&self, ranges: &[Range]) -> Vec<Fingerprint> {
+        let mut out: Vec<Fingerprint> = ranges
+            .iter()
+            .map(|&r| self.summary.get(r).unwrap_or_default())
+            .collect();
+        let unstored: Vec<usize> = (0..ranges.len())
+            .filter(|&k| self.summary.get(ranges[k]).is_none())
+            .collect();
+        if !unstored.is_empty() {
+            for (_, m) in &self.slots {
+                for &k in &unstored {
+                    if ranges[k].contains(m.bucket) {
+                        out[k].add(m.fp);
+                    }
+                }
             }
-            f
-        })
+        }
+        out
     }
 
     /// The fingerprints of the children of every range in `split` (in
-    /// order, 16 each), summing the members once for unstored levels.
+    /// order, 16 each).
     pub fn children_sums(&self, split: &[Range]) -> Vec<RangeSum> {
         let kids: Vec<Range> = split
             .iter()
             .filter_map(|r| r.children())
             .flatten()
             .collect();
-        let mut sums: Vec<RangeSum> = kids
-            .iter()
-            .map(|&range| RangeSum {
-                range,
-                fingerprint: self.summary.get(range).unwrap_or_default(),
-            })
-            .collect();
-        let unstored: Vec<usize> = (0..kids.len())
-            .filter(|&k| self.summary.get(kids[k]).is_none())
-            .collect();
-        if !unstored.is_empty() {
-            for (_, m) in &self.slots {
-                for &k in &unstored {
-                    if kids[k].contains(m.bucket) {
-                        sums[k].fingerprint.add(m.fp);
-                    }
+        let sums = self.fingerprints(&kids);
+        kids.into_iter()
+            .zip(sums)
+            .map(|(range, fingerprint)| RangeSum { range, fingerprint })
+            .collect()
+    }
+
+    /// The slots of the members in each of `ranges` (one list per range,
+    /// in slot order), in one pass over the members.
+    pub fn slots_by_range(&self, ranges: &[Range]) -> Vec<Vec<usize>> {
+        let mut out = vec![Vec::new(); ranges.len()];
+        if ranges.is_empty() {
+            return out;
+        }
+        for (i, (_, m)) in self.slots.iter().enumerate() {
+            for (k, r) in ranges.iter().enumerate() {
+                if r.contains(m.bucket) {
+                    out[k].push(i);
                 }
             }
         }
-        sums
-    }
-
-    /// Slots of the members in any of `ranges`, in slot order.
-    pub fn in_ranges(&self, ranges: &[Range]) -> Vec<usize> {
-        if ranges.is_empty() {
-            return Vec::new();
-        }
-        (0..self.slots.len())
-            .filter(|&i| ranges.iter().any(|r| r.contains(self.slots[i].1.bucket)))
-            .collect()
+        out
     }
 
     /// Whether the stored fingerprints match the members (what every
@@ -761,8 +769,9 @@ mod tests {
             .expect("the root has children")
             .nth(3)
             .expect("16 children");
-        let inside = m.in_ranges(&[r]);
-        assert_eq!(inside.len() as u32, m.fingerprint(r).count);
+        let inside = m.slots_by_range(&[r, Range::ROOT]);
+        assert_eq!(inside[0].len() as u32, m.fingerprint(r).count);
+        assert_eq!(inside[1].len(), m.len(), "the root holds everyone");
     }
 
     #[test]

@@ -233,8 +233,8 @@ impl Summary {
 /// What to do about the ranges a peer sent.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Plan {
-    /// Ranges to list in full (our digest entries of them).
-    pub list: Vec<Range>,
+    /// Ranges to list in full, with our fingerprint of each.
+    pub list: Vec<RangeSum>,
     /// Ranges to split: send the fingerprints of their children.
     pub split: Vec<Range>,
 }
@@ -245,27 +245,31 @@ impl Plan {
     }
 }
 
-/// Compares a peer's range sums with ours (`ours` gives our fingerprint of
-/// a range): equal ranges need nothing, differing ones are listed where we
-/// hold few members (or at a leaf) and split otherwise. Invalid and repeated
-/// ranges, and any beyond [`MAX_RANGES`], are ignored.
-pub(crate) fn plan(theirs: &[RangeSum], mut ours: impl FnMut(Range) -> Fingerprint) -> Plan {
-    let mut seen: Vec<Range> = Vec::new();
-    let mut plan = Plan::default();
+/// Compares a peer's range sums with ours (`ours` gives our fingerprints
+/// of the ranges asked, in order, all at once: the table sums the unstored
+/// ones in one pass): equal ranges need nothing, differing ones are listed
+/// where we hold few members (or at a leaf) and split otherwise. Invalid
+/// and repeated ranges, and any beyond [`MAX_RANGES`], are ignored.
+pub(crate) fn plan(theirs: &[RangeSum], ours: impl FnOnce(&[Range]) -> Vec<Fingerprint>) -> Plan {
+    let mut asked: Vec<RangeSum> = Vec::new();
     for s in theirs.iter().take(MAX_RANGES) {
-        let r = s.range;
-        if !r.is_valid() || seen.contains(&r) {
+        if s.range.is_valid() && !asked.iter().any(|a| a.range == s.range) {
+            asked.push(*s);
+        }
+    }
+    let ranges: Vec<Range> = asked.iter().map(|s| s.range).collect();
+    let mut plan = Plan::default();
+    for (s, fingerprint) in asked.iter().zip(ours(&ranges)) {
+        if fingerprint == s.fingerprint {
             continue;
         }
-        seen.push(r);
-        let o = ours(r);
-        if o == s.fingerprint {
-            continue;
-        }
-        if r.level() == DEPTH || o.count <= LIST_AT_MOST {
-            plan.list.push(r);
+        if s.range.level() == DEPTH || fingerprint.count <= LIST_AT_MOST {
+            plan.list.push(RangeSum {
+                range: s.range,
+                fingerprint,
+            });
         } else {
-            plan.split.push(r);
+            plan.split.push(s.range);
         }
     }
     plan
@@ -392,7 +396,7 @@ mod tests {
 
     #[test]
     fn equal_ranges_need_nothing_differing_ones_are_split_or_listed() {
-        let ours = |r: Range| match r.level() {
+        let one = |r: &Range| match r.level() {
             0 => Fingerprint {
                 count: 100,
                 hash: 1,
@@ -400,6 +404,7 @@ mod tests {
             1 => Fingerprint { count: 5, hash: 2 },
             _ => Fingerprint { count: 50, hash: 3 },
         };
+        let ours = |rs: &[Range]| rs.iter().map(one).collect::<Vec<_>>();
         let theirs = [
             sum(Range::ROOT, 100, 9),         // differs, we hold many: split
             sum(Range::new(1, 3), 5, 2),      // equal: nothing
@@ -409,14 +414,26 @@ mod tests {
         ];
         let p = plan(&theirs, ours);
         assert_eq!(p.split, vec![Range::ROOT]);
-        assert_eq!(p.list, vec![Range::new(1, 4), Range::new(DEPTH, 7)]);
+        assert_eq!(
+            p.list,
+            vec![
+                sum(Range::new(1, 4), 5, 2),
+                sum(Range::new(DEPTH, 7), 50, 3)
+            ],
+            "listed with our own fingerprints"
+        );
     }
 
     #[test]
     fn invalid_repeated_and_excess_ranges_are_ignored() {
-        let ours = |_| Fingerprint {
-            count: 100,
-            hash: 1,
+        let ours = |rs: &[Range]| {
+            vec![
+                Fingerprint {
+                    count: 100,
+                    hash: 1,
+                };
+                rs.len()
+            ]
         };
         let mut theirs = vec![
             sum(Range(u16::MAX), 1, 1),

@@ -30,6 +30,27 @@ pub fn deliver(n: &mut Node, now: Instant, from: u16, message: Message) {
         .expect("accepted");
 }
 
+/// Node `i` tells `n` of itself at `heartbeat` (and no state), in a
+/// one-entry digest.
+pub fn announce(n: &mut Node, i: u16, heartbeat: u64) {
+    let digest = vec![DigestEntry {
+        id: id(i),
+        heartbeat,
+        max_version: 0,
+    }];
+    deliver(
+        n,
+        Instant::ZERO,
+        i,
+        Message::Syn {
+            digest,
+            known: 9,
+            page: None,
+            recon: Default::default(),
+        },
+    );
+}
+
 pub fn drain(n: &mut Node) -> (Vec<Transmit>, Vec<Event>) {
     let t = std::iter::from_fn(|| n.poll_transmit()).collect();
     let e = std::iter::from_fn(|| n.poll_event()).collect();
@@ -48,22 +69,7 @@ pub fn node(config: Config) -> Node {
     )
     .expect("valid config");
     for i in 1..=PEERS {
-        let digest = vec![DigestEntry {
-            id: id(i),
-            heartbeat: 1,
-            max_version: 0,
-        }];
-        deliver(
-            &mut n,
-            Instant::ZERO,
-            i,
-            Message::Syn {
-                digest,
-                known: 9,
-                page: None,
-                recon: Default::default(),
-            },
-        );
+        announce(&mut n, i, 1);
     }
     // The first round, so that the next is far off.
     n.handle_timeout(Instant::ZERO);

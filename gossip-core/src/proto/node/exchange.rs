@@ -78,6 +78,18 @@ impl Node {
                 (digest, bytes, self.opening_recon())
             }
         };
+        self.send_syn_of(to, digest, entry_bytes, page, recon);
+    }
+
+    /// Sends a `Syn` of these parts (`entry_bytes`: what `digest` takes).
+    pub(super) fn send_syn_of(
+        &mut self,
+        to: SocketAddr,
+        digest: Vec<DigestEntry>,
+        entry_bytes: usize,
+        page: Option<u64>,
+        recon: Recon,
+    ) {
         let known = self.members.len() as u64;
         let len = size::syn(digest.len(), entry_bytes, known, page, &recon);
         self.send(
@@ -884,11 +896,14 @@ impl Node {
             }
         }
         if !recon.covers.is_empty() {
-            // Marks say which members the responder named (it may have
-            // made some known just now).
+            // Marks say which members the responder named (looked up again
+            // only where the digest made them known just now).
             self.members.start_marking();
-            for e in &digest {
-                if let Some(i) = self.members.find_id(&e.id) {
+            for (e, slot) in digest.iter().zip(&slots) {
+                if let Some(i) = slot
+                    .map(|i| i as usize)
+                    .or_else(|| self.members.find_id(&e.id))
+                {
                     self.members.mark(i);
                 }
             }

@@ -36,16 +36,8 @@ impl Node {
     /// the ranges to split, our own fingerprint of the ranges the
     /// initiator should list.
     pub(super) fn answer_sums(&mut self, sums: &[RangeSum]) -> Recon {
-        let mut plan = reconcile::plan(sums, |r| self.members.fingerprint(r));
-        self.limit_splits(&mut plan);
-        let mut out: Vec<RangeSum> = plan
-            .list
-            .iter()
-            .map(|&range| RangeSum {
-                range,
-                fingerprint: self.members.fingerprint(range),
-            })
-            .collect();
+        let mut plan = self.plan(sums);
+        let mut out = std::mem::take(&mut plan.list);
         out.extend(self.members.children_sums(&plan.split));
         Recon {
             sums: out,
@@ -53,15 +45,18 @@ impl Node {
         }
     }
 
-    /// Keeps at most [`MAX_SPLITS`] ranges to split, chosen at random: after
-    /// a long partition thousands may differ, and the rest are split in
-    /// later exchanges (with this peer or others).
-    fn limit_splits(&mut self, plan: &mut reconcile::Plan) {
+    /// [`reconcile::plan`] against our table, keeping at most
+    /// [`MAX_SPLITS`] ranges to split, chosen at random: after a long
+    /// partition thousands may differ, and the rest are split in later
+    /// exchanges (with this peer or others).
+    fn plan(&mut self, sums: &[RangeSum]) -> reconcile::Plan {
+        let mut plan = reconcile::plan(sums, |rs| self.members.fingerprints(rs));
         if plan.split.len() > MAX_SPLITS {
             plan.split.shuffle(&mut self.rng);
             plan.split.truncate(MAX_SPLITS);
             plan.split.sort_unstable();
         }
+        plan
     }
 
     /// The members we hold in the ranges a peer's digest covers but did
@@ -70,7 +65,8 @@ impl Node {
     pub(super) fn uncovered(&self, covers: &[Range]) -> Vec<(Id, u64)> {
         let covers = reconcile::valid_covers(covers);
         self.members
-            .in_ranges(&covers)
+            .slots_by_range(&covers)
+            .concat()
             .into_iter()
             .filter(|&i| !self.members.is_marked(i))
             .map(|i| (self.members.at(i).0.clone(), 0))
@@ -81,23 +77,22 @@ impl Node {
     /// ranges where we hold few members, sends the children of the rest.
     /// Nothing is sent when every range agrees.
     pub(super) fn follow_up(&mut self, to: SocketAddr, sums: &[RangeSum]) {
-        let mut plan = reconcile::plan(sums, |r| self.members.fingerprint(r));
+        let plan = self.plan(sums);
         if plan.is_empty() {
             return;
         }
-        self.limit_splits(&mut plan);
         let budget = self.config.digest_bytes;
         let own = self.own_entry();
         let mut used = size::digest_entry(&own);
         let mut digest = vec![own];
         let mut covers = Vec::new();
+        let listed: Vec<Range> = plan.list.iter().map(|s| s.range).collect();
         // A range is covered only if all of it fits: the peer sends what a
         // covering listing leaves out, so a partial one would cost it
         // everything it holds there.
-        for r in plan.list {
-            let entries: Vec<DigestEntry> = self
-                .members
-                .in_ranges(&[r])
+        let by_range = self.members.slots_by_range(&listed);
+        for (r, slots) in listed.into_iter().zip(by_range) {
+            let entries: Vec<DigestEntry> = slots
                 .into_iter()
                 .filter(|&i| i != 0)
                 .map(|i| self.members.digest_entry(i))
@@ -114,17 +109,6 @@ impl Node {
             sums: self.members.children_sums(&plan.split),
             covers,
         };
-        let known = self.members.len() as u64;
-        let len = size::syn(digest.len(), used, known, None, &recon);
-        self.send(
-            to,
-            Message::Syn {
-                digest,
-                known,
-                page: None,
-                recon,
-            },
-            len,
-        );
+        self.send_syn_of(to, digest, used, None, recon);
     }
 }

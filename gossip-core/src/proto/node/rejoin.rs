@@ -115,19 +115,7 @@ impl Node {
         self.metrics.knocks += 1;
         let own = self.own_entry();
         let bytes = size::digest_entry(&own);
-        let known = self.members.len() as u64;
-        let recon = crate::proto::reconcile::Recon::default();
-        let len = size::syn(1, bytes, known, None, &recon);
-        self.send(
-            to,
-            Message::Syn {
-                digest: vec![own],
-                known,
-                page: None,
-                recon,
-            },
-            len,
-        );
+        self.send_syn_of(to, vec![own], bytes, None, Default::default());
     }
 
     /// Where to knock while this node has no live peer: every seed (with a

@@ -15,6 +15,17 @@ const FULL_SWEEP_ROUNDS: u32 = 2;
 /// 10,000 members take 4 pages.
 const MAX_PAGES_PER_ROUND: u32 = 16;
 
+/// The joiner's catch-up state: the sweep under way (or finished, kept
+/// for resuming), the best-informed peer seen, the last full sweep.
+#[derive(Clone, Debug, Default)]
+pub(super) struct CatchUp {
+    sweep: Option<Sweep>,
+    /// The peer that knew the most members, and how many.
+    best_known: Option<(Id, u64)>,
+    /// When the last full sweep for a small shortfall started.
+    last_full_sweep: Option<Instant>,
+}
+
 /// A catch-up in progress: paging through one peer's membership.
 #[derive(Clone, Debug)]
 pub(super) struct Sweep {
@@ -47,10 +58,15 @@ impl Node {
         if known <= self.members.len() as u64 {
             return;
         }
-        if self.best_known.as_ref().is_none_or(|(_, k)| known > *k) {
-            self.best_known = Some((peer.clone(), known));
+        if self
+            .catchup
+            .best_known
+            .as_ref()
+            .is_none_or(|(_, k)| known > *k)
+        {
+            self.catchup.best_known = Some((peer.clone(), known));
         }
-        if self.sweep.is_none() && known > self.sweep_threshold() {
+        if self.catchup.sweep.is_none() && known > self.sweep_threshold() {
             self.make_room(known);
             self.start_sweep(now, peer.clone(), 0);
         }
@@ -78,9 +94,9 @@ impl Node {
     fn start_sweep(&mut self, now: Instant, peer: Id, cursor: u64) {
         let addr = peer.addr;
         if cursor == 0 {
-            self.last_full_sweep = Some(now);
+            self.catchup.last_full_sweep = Some(now);
         }
-        self.sweep = Some(Sweep {
+        self.catchup.sweep = Some(Sweep {
             peer,
             cursor,
             resumed_at: cursor,
@@ -97,11 +113,11 @@ impl Node {
     /// Once a round: drops a sweep whose peer went quiet, then resumes or
     /// starts one if a peer knew more members than we do.
     pub(super) fn tick_sweep(&mut self, now: Instant) {
-        if let Some(sw) = &mut self.sweep
+        if let Some(sw) = &mut self.catchup.sweep
             && sw.active
         {
             if now.saturating_since(sw.progress) > self.config.gossip_interval * 3 {
-                self.sweep = None;
+                self.catchup.sweep = None;
             } else if sw.waiting {
                 sw.waiting = false;
                 sw.pages = 1;
@@ -120,11 +136,11 @@ impl Node {
     /// order, so resuming reads only the newer ones), or, if that peer is
     /// gone or had nothing new, start over from the peer that knows most.
     fn resume_sweep(&mut self, now: Instant) {
-        let Some((best, known)) = self.best_known.take() else {
+        let Some((best, known)) = self.catchup.best_known.take() else {
             return;
         };
         let ours = self.members.len() as u64;
-        match &self.sweep {
+        match &self.catchup.sweep {
             Some(sw) if sw.active => {}
             // Resuming costs only the members we lack (and one exchange):
             // worth it for any shortfall, which ends the long tail of a join,
@@ -147,7 +163,7 @@ impl Node {
             // membership: at once for a large shortfall, and at most every
             // `FULL_SWEEP_ROUNDS` for a handful of members windows missed.
             _ if known > ours.saturating_add(SWEEP_MIN)
-                || self.last_full_sweep.is_none_or(|t| {
+                || self.catchup.last_full_sweep.is_none_or(|t| {
                     now.saturating_since(t) >= self.config.gossip_interval * FULL_SWEEP_ROUNDS
                 }) =>
             {
@@ -166,7 +182,7 @@ impl Node {
         next_page: Option<u64>,
     ) {
         self.make_room(known);
-        match (&mut self.sweep, next_page) {
+        match (&mut self.catchup.sweep, next_page) {
             (Some(sw), Some(next)) if sw.active && sw.peer == *peer => {
                 let moved = next > sw.cursor;
                 sw.cursor = next;
