@@ -10,7 +10,7 @@ use gossip_core::proto::{
 use proptest::prelude::*;
 
 mod strategies;
-use strategies::recon;
+use strategies::{detection, recon};
 
 fn addr() -> impl Strategy<Value = SocketAddr> {
     prop_oneof![
@@ -99,6 +99,10 @@ fn message() -> impl Strategy<Value = Message> {
                 recon,
             }),
         delta().prop_map(|delta| Message::Ack { delta }),
+        delta().prop_map(|delta| Message::Push { delta }),
+        digest().prop_map(|have| Message::IHave { have }),
+        Just(Message::Prune),
+        detection(id, any::<u64>, "[a-z0-9-]{0,24}"),
     ]
 }
 

@@ -22,7 +22,7 @@ use gossip_core::proto::{
 use proptest::prelude::*;
 
 mod strategies;
-use strategies::recon;
+use strategies::{detection, recon};
 
 const VICTIM: &str = "victim";
 
@@ -169,6 +169,7 @@ fn message() -> impl Strategy<Value = Message> {
         entries().prop_map(|have| Message::IHave { have }),
         entries().prop_map(|want| Message::Graft { want }),
         Just(Message::Prune),
+        detection(id, counter, name()),
     ]
 }
 

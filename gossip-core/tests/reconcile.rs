@@ -17,6 +17,13 @@ fn config() -> Config {
         eager: false,
         hot_rounds: Some(0),
         heartbeat_window: false,
+        // The nodes hear nobody else, so their probes fail. Without helpers
+        // to ask, a node cannot tell it is cut off, so it blames each
+        // target (and soon stops, its local health gone) rather than take
+        // itself to be alone and suspect everyone in turn, the peer too;
+        // and no suspicion ends within the rounds a test runs.
+        indirect_probes: 0,
+        suspicion_mult: 100.0,
         ..Config::default()
     }
 }

@@ -9,7 +9,7 @@ use crate::proto::error::RefuseReason;
 use crate::proto::message::Envelope;
 
 /// The protocol version this build speaks. Bumped on any wire change.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// Encodes an envelope. Infallible for our own types.
 pub fn encode(envelope: &Envelope) -> Bytes {

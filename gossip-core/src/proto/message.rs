@@ -170,6 +170,13 @@ pub enum Message {
         /// Piggybacked liveness claims.
         rumors: Vec<Rumor>,
     },
+    /// A helper's answer to a `PingReq` whose target did not answer it in
+    /// time (Lifeguard's nack): the requester can then tell a target that
+    /// does not answer from being cut off itself, when nobody answers.
+    PingNack {
+        /// The `seq` of the `PingReq`.
+        seq: u64,
+    },
     /// Liveness claims new to the sender, flooded the moment it learned them.
     Rumors {
         /// The claims.
@@ -201,13 +208,15 @@ pub enum MessageKind {
     PingReq,
     /// [`Message::PingAck`].
     PingAck,
+    /// [`Message::PingNack`].
+    PingNack,
     /// [`Message::Rumors`].
     Rumors,
 }
 
 impl MessageKind {
     /// Every kind, in declaration order (`ALL[k.index()] == k`).
-    pub const ALL: [MessageKind; 11] = [
+    pub const ALL: [MessageKind; 12] = [
         MessageKind::Syn,
         MessageKind::SynAck,
         MessageKind::Ack,
@@ -218,6 +227,7 @@ impl MessageKind {
         MessageKind::Ping,
         MessageKind::PingReq,
         MessageKind::PingAck,
+        MessageKind::PingNack,
         MessageKind::Rumors,
     ];
 
@@ -239,6 +249,7 @@ impl MessageKind {
             MessageKind::Ping => "ping",
             MessageKind::PingReq => "pingreq",
             MessageKind::PingAck => "pingack",
+            MessageKind::PingNack => "pingnack",
             MessageKind::Rumors => "rumors",
         }
     }
@@ -248,7 +259,11 @@ impl MessageKind {
     pub fn is_detection(self) -> bool {
         matches!(
             self,
-            MessageKind::Ping | MessageKind::PingReq | MessageKind::PingAck | MessageKind::Rumors
+            MessageKind::Ping
+                | MessageKind::PingReq
+                | MessageKind::PingAck
+                | MessageKind::PingNack
+                | MessageKind::Rumors
         )
     }
 }
@@ -267,6 +282,7 @@ impl Message {
             Message::Ping { .. } => MessageKind::Ping,
             Message::PingReq { .. } => MessageKind::PingReq,
             Message::PingAck { .. } => MessageKind::PingAck,
+            Message::PingNack { .. } => MessageKind::PingNack,
             Message::Rumors { .. } => MessageKind::Rumors,
         }
     }
@@ -433,6 +449,7 @@ pub(crate) mod size {
                 target,
                 rumors: rs,
             } => 1 + varint(*seq) + node_id(target) + rumors(rs),
+            Message::PingNack { seq } => 1 + varint(*seq),
             Message::Rumors { rumors: rs } => 1 + rumors(rs),
         }
     }
@@ -453,7 +470,7 @@ impl Envelope {
                 Message::IHave { have: digest } | Message::Graft { want: digest } => {
                     digest.iter().all(|e| ok(&e.id))
                 }
-                Message::Prune => true,
+                Message::Prune | Message::PingNack { .. } => true,
                 Message::Ping { rumors, .. }
                 | Message::PingAck { rumors, .. }
                 | Message::Rumors { rumors } => {

@@ -53,6 +53,7 @@ pub fn carries(message: &Message, write: &Write) -> bool {
         | Message::Ping { .. }
         | Message::PingReq { .. }
         | Message::PingAck { .. }
+        | Message::PingNack { .. }
         | Message::Rumors { .. } => false,
         Message::SynAck { delta, .. } | Message::Ack { delta } | Message::Push { delta } => {
             in_deltas(delta)

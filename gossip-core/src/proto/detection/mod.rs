@@ -4,8 +4,11 @@
 //!
 //! - Every `period` a node probes one random live peer with a `Ping`. If no
 //!   `PingAck` comes within the probe timeout it pings again and asks
-//!   `indirect` other peers to probe on its behalf (`PingReq`); a probe
-//!   answered by nobody before the period ends makes the target Suspect.
+//!   `indirect` other peers to probe on its behalf (`PingReq`); a helper
+//!   whose own ping goes unanswered says so (`PingNack`). A probe answered
+//!   by nobody before the period ends makes the target Suspect, if a
+//!   helper was heard meanwhile: a prober that heard nobody is probably
+//!   the one cut off (Lifeguard's nacks), and accuses nobody.
 //! - A suspicion is a [`Rumor`]: flooded at once to a few peers by everyone
 //!   who learns it (and to the suspect itself), and piggybacked on later
 //!   probes to repair what the flood lost.
@@ -80,6 +83,13 @@ const MAX_CHECKS: usize = 4;
 const MAX_REPROBES: usize = 8;
 /// Highest local-health score (timeouts stretch up to `1 + MAX_HEALTH`-fold).
 pub(crate) const MAX_HEALTH: u32 = 8;
+/// Probes in a row that reach nobody, helpers included, after which a node
+/// takes itself to be alone (everyone else gone, or cut off for long)
+/// rather than briefly cut off, and accuses again, for itself only: longer
+/// than a flapping link's outage of a few periods, during which it
+/// accuses nobody, yet a node that outlived the rest of its cluster, or a
+/// partition of one, still comes to see the others Dead.
+const ALONE_PERIODS: u32 = 5;
 
 /// Settings the part reads from [`Config`](crate::proto::Config).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -171,6 +181,8 @@ struct Relay {
     seq: u64,
     requester: SocketAddr,
     their_seq: u64,
+    /// When to tell the requester the target has not answered (once).
+    nack_at: Option<Instant>,
     until: Instant,
 }
 
@@ -187,6 +199,11 @@ struct Suspicion {
     mine: bool,
     /// Whether this node already probed it for a suspicion it only heard.
     reprobed: bool,
+    /// Whether this node accused it while [`alone`](Detection::alone): the
+    /// suspicion and the verdict it leads to are this node's view only,
+    /// never spread (they say that this node heard nobody, not that the
+    /// member is gone), and its timeout is not stretched by local health.
+    local: bool,
 }
 
 /// The probing part of a node.
@@ -218,6 +235,11 @@ pub(crate) struct Detection {
     /// This node's last refutation.
     alive: Option<Rumor>,
     health: u32,
+    /// How many probes in a row went unanswered with none of their helpers
+    /// heard: this node is probably cut off itself (see [`cut_off`]).
+    ///
+    /// [`cut_off`]: Detection::cut_off
+    cut_off_for: u32,
     /// The membership's size at the last tick (for suspicion timeouts).
     members: usize,
     out: Vec<Out>,
@@ -244,6 +266,7 @@ impl Detection {
             periods: 0,
             alive: None,
             health: 0,
+            cut_off_for: 0,
             members: 1,
             out: Vec::new(),
         }
@@ -272,6 +295,9 @@ impl Detection {
         if let Some(r) = self.probe.as_ref().and_then(|p| p.retry) {
             t = t.min(r);
         }
+        if let Some(n) = self.relays.iter().filter_map(|r| r.nack_at).min() {
+            t = t.min(n);
+        }
         for s in self.suspects.values() {
             t = t.min(self.suspicion_deadline(s, members));
         }
@@ -283,13 +309,30 @@ impl Detection {
     }
 
     /// Whether this node's own probes fail so often that it is probably the
-    /// one cut off or starved: it then accuses and convicts nobody.
+    /// one cut off or starved: it then accuses and convicts nobody (unless
+    /// it is [`alone`](Self::alone)).
     fn impaired(&self) -> bool {
-        self.health >= MAX_HEALTH / 2
+        self.health >= MAX_HEALTH / 2 && !self.alone()
+    }
+
+    /// Whether this node's latest probes reached nobody, helpers included,
+    /// for fewer than [`ALONE_PERIODS`] periods: it is probably cut off
+    /// itself (a link down), so it accuses nobody and its own suspicions
+    /// wait before they convict.
+    fn cut_off(&self) -> bool {
+        (1..=ALONE_PERIODS).contains(&self.cut_off_for)
+    }
+
+    /// Whether this node's probes have reached nobody for longer than
+    /// [`ALONE_PERIODS`]: it is alone, and accuses again.
+    fn alone(&self) -> bool {
+        self.cut_off_for > ALONE_PERIODS
     }
 
     fn suspicion_deadline(&self, s: &Suspicion, members: usize) -> Instant {
-        if s.mine && self.impaired() {
+        if s.local {
+            s.since + self.params.suspicion_timeout(members, s.accusers.len())
+        } else if s.mine && self.impaired() {
             // Looked at again every period, when health may have recovered.
             Instant::from_micros(u64::MAX)
         } else if s.mine {
@@ -317,6 +360,15 @@ impl Detection {
         held: impl Fn(&Id) -> Option<Held>,
     ) {
         self.members = members;
+        for r in &mut self.relays {
+            if r.nack_at.is_some_and(|t| t <= now) {
+                r.nack_at = None;
+                self.out.push(Out::Send(
+                    r.requester,
+                    Message::PingNack { seq: r.their_seq },
+                ));
+            }
+        }
         self.relays.retain(|r| r.until > now);
         if let Some(p) = self.probe.as_mut()
             && !p.acked
@@ -365,17 +417,27 @@ impl Detection {
         let Some(p) = self.probe.take() else { return };
         if p.acked {
             self.health = self.health.saturating_sub(1);
+            self.in_touch(now);
             return;
         }
+        // Lifeguard's rule: if a helper could reach this node (its nack,
+        // or any message from it), the target is the one not answering.
+        // If none could, this node is probably the one cut off: it takes
+        // the blame and accuses nobody, until it has been so long that it
+        // is alone. With no helpers to ask (a cluster of two, or every
+        // other member suspected), the target takes it, and whether this
+        // node is cut off stays as it was. A probe of a member already
+        // suspected says nothing new about this node's health.
+        if p.helper_heard {
+            self.in_touch(now);
+        } else if !p.helpers.is_empty() {
+            self.cut_off_for = self.cut_off_for.saturating_add(1);
+        }
         let impaired = self.impaired();
-        // Lifeguard's rule, with any message from a helper standing in for
-        // its nack: if the helpers could reach this node, the target is the
-        // one not answering. A probe of a member already suspected says
-        // nothing new either.
         if !p.helper_heard && !self.suspects.contains_key(&p.target.name) {
             self.health = (self.health + 1).min(MAX_HEALTH);
         }
-        if impaired {
+        if impaired || self.cut_off() {
             return;
         }
         // A member gone meanwhile (left, forgotten, restarted) or already
@@ -393,6 +455,7 @@ impl Detection {
             .suspects
             .get(&p.target.name)
             .filter(|s| s.reprobed && !s.mine && s.id.generation == p.target.generation)
+            .filter(|_| !self.alone())
         {
             let (id, stamp, accusers) = (s.id.clone(), s.stamp.max(h.heartbeat), s.accusers.len());
             let rumor = Rumor {
@@ -407,6 +470,41 @@ impl Detection {
         }
         let by = self.me.name.clone();
         self.accuse(now, p.target.clone(), h.heartbeat, by, true, peers);
+    }
+
+    /// A probe of this node's got through (answered, or a helper heard):
+    /// it is not cut off. What it suspected while alone was its own
+    /// isolation speaking: those suspicions end, and the members are
+    /// probed first instead. Its own suspicions from before it was cut off
+    /// start over, so the re-probes that go with them have a whole timeout
+    /// to be answered.
+    fn in_touch(&mut self, now: Instant) {
+        if self.cut_off_for == 0 {
+            return;
+        }
+        self.cut_off_for = 0;
+        self.end_local_suspicions();
+        for s in self.suspects.values_mut().filter(|s| s.mine) {
+            s.since = now;
+        }
+    }
+
+    /// Ends the suspicions this node made while alone, and queues their
+    /// members to be probed first.
+    fn end_local_suspicions(&mut self) {
+        let mut local: Vec<Id> = self
+            .suspects
+            .values()
+            .filter(|s| s.local)
+            .map(|s| s.id.clone())
+            .collect();
+        local.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        for id in local {
+            self.suspects.remove(&id.name);
+            if self.urgent.len() < MAX_TRACKED && !self.urgent.iter().any(|u| u.name == id.name) {
+                self.urgent.push_back(id);
+            }
+        }
     }
 
     /// Pings every member this node accused once more (beside the period's
@@ -468,11 +566,17 @@ impl Detection {
             .map(|(name, _)| name.clone())
             .collect();
         due.sort_unstable();
+        let cut_off = self.cut_off_for > 0;
         for name in due {
             let Some(s) = self.suspects.get_mut(&name) else {
                 continue;
             };
-            if s.mine {
+            if s.mine && !s.local && cut_off {
+                // The suspect may only be out of this node's reach: look
+                // again a period later (once a probe gets through, the
+                // suspicion starts over, see `in_touch`).
+                s.since += self.params.period;
+            } else if s.mine {
                 let s = self.suspects.remove(&name).expect("just found");
                 let rumor = Rumor {
                     id: s.id.clone(),
@@ -481,7 +585,9 @@ impl Detection {
                     by: self.me.name.clone(),
                 };
                 self.convict(&s.id, s.stamp, s.accusers.len() as u32);
-                self.spread(rumor, None, peers);
+                if !s.local {
+                    self.spread(rumor, None, peers);
+                }
             } else {
                 s.reprobed = true;
                 let id = s.id.clone();
@@ -526,7 +632,8 @@ impl Detection {
     }
 
     /// Records an accusation of `id` by `by` at `stamp`; `mine` when this
-    /// node's own probe failed.
+    /// node's own probe failed (made while [`alone`](Self::alone), it is
+    /// kept local).
     fn accuse(&mut self, now: Instant, id: Id, stamp: u64, by: String, mine: bool, peers: &[Id]) {
         let limit = self.params.confirmations + 1;
         let s = match self.suspects.get_mut(&id.name) {
@@ -544,6 +651,7 @@ impl Detection {
                         accusers: Vec::new(),
                         mine: false,
                         reprobed: false,
+                        local: false,
                     },
                 );
                 self.suspects.get_mut(&id.name).expect("just inserted")
@@ -552,8 +660,10 @@ impl Detection {
         s.stamp = s.stamp.max(stamp);
         // Only a first accusation of its own is news to flood.
         let mine = mine && !s.mine;
+        let alone = self.cut_off_for > ALONE_PERIODS;
         if mine {
             s.mine = true;
+            s.local = alone;
             // An accuser's own timer starts with its own probe.
             s.since = now;
         }
@@ -567,7 +677,7 @@ impl Detection {
             id: id.clone(),
             accusers,
         });
-        if mine {
+        if mine && !alone {
             let rumor = Rumor {
                 id: id.clone(),
                 heartbeat: stamp,
@@ -697,6 +807,11 @@ impl Detection {
             seq: ours,
             requester: from,
             their_seq: seq,
+            nack_at: Some(
+                now + self
+                    .stretch(self.params.timeout)
+                    .min(self.params.period / 4),
+            ),
             until: now + self.params.period,
         });
         let rumors = self.piggyback(Some(&target));
@@ -705,7 +820,7 @@ impl Detection {
     }
 
     /// A `PingAck` arrived: our probe answered, or one we relay.
-    pub fn on_ping_ack(&mut self, seq: u64) {
+    pub fn on_ping_ack(&mut self, now: Instant, seq: u64) {
         if let Some(p) = self.probe.as_mut()
             && p.seq == seq
         {
@@ -714,6 +829,7 @@ impl Detection {
             // Answered: whatever this node suspected of it lapses.
             let target = p.target.clone();
             self.end_suspicion(&target);
+            self.in_touch(now);
             return;
         }
         if let Some(i) = self
@@ -741,6 +857,18 @@ impl Detection {
         }
     }
 
+    /// A `PingNack` arrived from `sender`: if it helps with our probe,
+    /// this node is not cut off, and the probe's failure is the target's.
+    pub fn on_ping_nack(&mut self, now: Instant, sender: &Id, seq: u64) {
+        if let Some(p) = self.probe.as_mut()
+            && p.seq == seq
+            && p.helpers.iter().any(|h| h.name == sender.name)
+        {
+            p.helper_heard = true;
+            self.in_touch(now);
+        }
+    }
+
     fn end_suspicion(&mut self, id: &Id) {
         if self
             .suspects
@@ -760,7 +888,17 @@ impl Detection {
     /// A convicted member that talks is told of its conviction (once a
     /// period), so that it refutes: how a node cut off by a partition, or
     /// by a one-way link, comes back once it can be heard again.
+    ///
+    /// A node that took itself to be alone is not: what it suspected alone
+    /// ends.
     pub fn contact(&mut self, now: Instant, sender: &Id) {
+        if self.alone() {
+            // Heard again: not alone, though maybe still cut off one way
+            // (probes going out unanswered). What it suspected alone ends;
+            // whether it is cut off its next probes tell.
+            self.cut_off_for = ALONE_PERIODS;
+            self.end_local_suspicions();
+        }
         if let Some(p) = self.probe.as_mut()
             && p.helpers.iter().any(|h| h.name == sender.name)
         {

@@ -41,6 +41,10 @@ struct T {
     heartbeat: u64,
     /// The status held of every peer.
     status: Status,
+    /// Whether the helpers of an indirect probe answer this node (each
+    /// sends its `PingNack` as the `PingReq` goes out), as they do unless
+    /// this node is the one cut off.
+    helpers_answer: bool,
 }
 
 impl T {
@@ -53,6 +57,7 @@ impl T {
             peers,
             heartbeat: 10,
             status: Status::Live,
+            helpers_answer: true,
         }
     }
 
@@ -60,7 +65,16 @@ impl T {
         let peers = self.peers.clone();
         let held = |id: &Id| held_in(&peers, id, self.heartbeat, self.status);
         self.d.tick(now, &self.peers.clone(), 100, held);
-        self.d.take()
+        let outs = self.d.take();
+        if self.helpers_answer {
+            for o in &outs {
+                if let Out::Send(to, Message::PingReq { seq, .. }) = o {
+                    let helper = peers.iter().find(|p| p.addr == *to).expect("a peer");
+                    self.d.on_ping_nack(now, helper, *seq);
+                }
+            }
+        }
+        outs
     }
 
     fn rumors(&mut self, now: Instant, from: usize, rumors: Vec<Rumor>) -> Vec<Out> {
@@ -135,7 +149,7 @@ fn an_answered_probe_suspects_nobody() {
     let target = t.peers[0].clone();
     assert_eq!(sends(&outs), vec![(target.addr, MessageKind::Ping)]);
     let seq = T::seq_of_ping(&outs);
-    t.d.on_ping_ack(seq);
+    t.d.on_ping_ack(Instant::ZERO, seq);
     // No retry after the timeout, no suspicion at the next period.
     assert!(t.tick(at(200)).is_empty());
     let outs = t.tick(at(1000));
@@ -170,7 +184,7 @@ fn an_unanswered_probe_retries_directly_and_through_three_others() {
         }
     }
     // An answer relayed by a helper counts.
-    t.d.on_ping_ack(seq);
+    t.d.on_ping_ack(Instant::ZERO, seq);
     let outs = t.tick(at(1000));
     assert!(!outs.iter().any(|o| matches!(o, Out::Suspect { .. })));
 }
@@ -210,7 +224,11 @@ fn a_failed_probe_suspects_tells_the_suspect_floods_and_probes_it_again() {
         other => panic!("expected a ping of the suspect, got {other:?}"),
     }
     assert_eq!(outs.len(), 5);
-    assert_eq!(t.d.health(), 1, "a failed probe costs local health");
+    assert_eq!(
+        t.d.health(),
+        0,
+        "a helper answered: the failure is the target's, not this node's"
+    );
 }
 
 #[test]
@@ -272,7 +290,7 @@ fn suspect_first(t: &mut T) -> Instant {
 }
 
 #[test]
-fn the_accuser_convicts_when_its_stretched_timeout_passes_unrefuted() {
+fn the_accuser_convicts_when_its_timeout_passes_unrefuted() {
     let mut t = T::new();
     let since = suspect_first(&mut t);
     let target = t.peers[0].clone();
@@ -291,10 +309,9 @@ fn the_accuser_convicts_when_its_stretched_timeout_passes_unrefuted() {
         }
     }
     let dead_at = dead_at.expect("convicted");
-    // Local health 1 (one failed probe of a healthy-looking peer) stretches
-    // it twofold.
-    assert_eq!(dead_at.saturating_since(since), Duration::from_secs(8));
-    assert_eq!(t.d.health(), 1);
+    // Helpers answered every probe: local health stays 0, nothing stretched.
+    assert_eq!(dead_at.saturating_since(since), Duration::from_secs(4));
+    assert_eq!(t.d.health(), 0);
 }
 
 #[test]
@@ -307,7 +324,7 @@ fn confirmations_shorten_the_accusers_wait() {
         .map(|by| rumor(&target, 10, RumorKind::Suspect, by))
         .collect();
     t.rumors(since, 1, others);
-    // Four accusers: the minimum, 2 s, stretched twofold by local health 1.
+    // Four accusers: the minimum, 2 s (local health 0).
     let dead_at = loop {
         let now = t.d.deadline(100);
         if t.tick(now).iter().any(|o| matches!(o, Out::Dead { .. })) {
@@ -315,7 +332,7 @@ fn confirmations_shorten_the_accusers_wait() {
         }
         assert!(now < at(30_000));
     };
-    assert_eq!(dead_at.saturating_since(since), Duration::from_secs(4));
+    assert_eq!(dead_at.saturating_since(since), Duration::from_secs(2));
 }
 
 #[test]
@@ -420,7 +437,7 @@ fn a_heard_suspicion_marks_suspect_and_floods_but_never_convicts_alone() {
     // Its first probe went to p1 and was answered; at the longest timeout
     // (4 s) this node probes the suspect itself instead of convicting.
     let seq = T::seq_of_ping(&t.tick(at(0)));
-    t.d.on_ping_ack(seq);
+    t.d.on_ping_ack(Instant::ZERO, seq);
     let mut now = at(0);
     while now < at(4000) {
         now = t.d.deadline(100);
@@ -434,7 +451,7 @@ fn a_heard_suspicion_marks_suspect_and_floods_but_never_convicts_alone() {
             .find(|o| matches!(o, Out::Send(_, Message::Ping { .. })))
         {
             if *to != victim.addr {
-                t.d.on_ping_ack(*seq);
+                t.d.on_ping_ack(Instant::ZERO, *seq);
             }
         }
     }
@@ -491,7 +508,7 @@ fn a_heard_suspicion_that_outlives_the_longest_timeout_and_fails_our_probe_convi
             _ => None,
         }) {
             Some((to, _)) if to == victim.addr => probed_at = Some(now),
-            Some((_, seq)) => t.d.on_ping_ack(seq),
+            Some((_, seq)) => t.d.on_ping_ack(Instant::ZERO, seq),
             None => {}
         }
     }
@@ -575,43 +592,54 @@ fn an_answer_to_the_accusers_re_probe_ends_its_suspicion() {
             .as_ref()
             .map(|p| p.seq)
             .expect("re-probe in flight");
-    t.d.on_ping_ack(seq);
+    t.d.on_ping_ack(Instant::ZERO, seq);
     assert!(t.d.allows_revival(&target, 11));
     assert_eq!(t.d.suspected(), 0);
     let _ = since;
 }
 
 #[test]
-fn a_node_whose_probes_all_fail_accuses_nobody() {
+fn a_node_whose_probes_all_fail_accuses_nobody_until_it_is_alone() {
     let mut t = T::new();
-    // Probes fail (nobody answers this node: it is the one cut off); the
-    // peers rotate, so each probe goes to another one.
-    let mut accused = 0;
-    for round in 0..8u64 {
+    // Probes fail and no helper answers either (nobody can reach this
+    // node: it is the one cut off); the peers rotate, so each probe goes
+    // to another one.
+    t.helpers_answer = false;
+    let mut first_accusation = None;
+    let mut dead = 0;
+    let mut sent = Vec::new();
+    for round in 0..40u64 {
         t.peers.rotate_left(1);
         let outs = t.tick(at(round * 1000));
-        accused += outs
+        sent.extend(sends(&outs));
+        if outs.iter().any(|o| matches!(o, Out::Suspect { .. })) {
+            first_accusation.get_or_insert(round);
+        }
+        dead += outs
             .iter()
-            .filter(|o| matches!(o, Out::Suspect { .. }))
+            .filter(|o| matches!(o, Out::Dead { .. }))
             .count();
-        t.tick(at(round * 1000 + 200));
+        sent.extend(sends(&t.tick(at(round * 1000 + 200))));
+        if round == u64::from(ALONE_PERIODS) {
+            // Five probes concluded, each costing local health; none
+            // accused its target.
+            assert_eq!(t.d.health(), ALONE_PERIODS);
+            assert_eq!(
+                first_accusation, None,
+                "a node that heard no helper accuses nobody"
+            );
+        }
     }
-    // Five distinct peers failed (then they repeat, already suspected).
-    assert_eq!(t.d.health(), 5);
-    assert_eq!(
-        accused,
-        (MAX_HEALTH / 2) as usize,
-        "accusations stop once impaired"
+    // Once ALONE_PERIODS probes in a row reached nobody, it takes itself to
+    // be alone and accuses again, and its suspicions convict in the end,
+    // for itself: nothing is sent but probes.
+    assert_eq!(first_accusation, Some(u64::from(ALONE_PERIODS) + 1));
+    assert!(dead > 0, "an alone node comes to see the others Dead");
+    assert!(
+        sent.iter()
+            .all(|&(_, k)| matches!(k, MessageKind::Ping | MessageKind::PingReq)),
+        "{sent:?}"
     );
-    // And its accusations never turn into convictions while impaired.
-    for round in 8..40u64 {
-        let outs = t.tick(at(round * 1000));
-        assert!(
-            !outs.iter().any(|o| matches!(o, Out::Dead { .. })),
-            "round {round}"
-        );
-        t.tick(at(round * 1000 + 200));
-    }
 }
 
 #[test]
@@ -700,7 +728,7 @@ fn a_dead_rumor_about_a_member_held_live_is_checked_not_believed() {
             );
         } else {
             // It answers: the suspicion ends, nobody convicts.
-            t.d.on_ping_ack(seq);
+            t.d.on_ping_ack(Instant::ZERO, seq);
             t.d.take();
             t.tick(at(200));
             let outs = t.tick(at(1000));
@@ -729,11 +757,11 @@ fn a_rumor_stops_riding_on_probes_after_its_lifetime() {
     // Periods go by with the probes answered, the rumor not yet sent.
     for p in 0..RUMOR_LIFETIME_PERIODS {
         let seq = T::seq_of_ping(&t.tick(at(p * 1000)));
-        t.d.on_ping_ack(seq);
+        t.d.on_ping_ack(Instant::ZERO, seq);
     }
     assert!(carried(&mut t, 900), "still within its lifetime");
     let seq = T::seq_of_ping(&t.tick(at(RUMOR_LIFETIME_PERIODS * 1000)));
-    t.d.on_ping_ack(seq);
+    t.d.on_ping_ack(Instant::ZERO, seq);
     assert!(!carried(&mut t, 901), "spent after its lifetime");
 }
 
@@ -760,8 +788,8 @@ fn members_gone_silent_are_pinged_beside_the_probe_and_probed_if_silent_still() 
     want.push(t.peers[0].addr);
     assert_eq!(to, want);
     // p6 and the random probe answer; p7..p9 do not.
-    t.d.on_ping_ack(first[0].1);
-    t.d.on_ping_ack(first[MAX_CHECKS].1);
+    t.d.on_ping_ack(Instant::ZERO, first[0].1);
+    t.d.on_ping_ack(Instant::ZERO, first[MAX_CHECKS].1);
     // Next period: p7 gets the full probe (the others wait their turn).
     let second = pings(&t.tick(at(1000)));
     assert_eq!(
@@ -783,7 +811,7 @@ fn a_relayed_probe_pings_the_target_and_returns_its_answer() {
     let outs = t.d.take();
     assert_eq!(sends(&outs), vec![(target.addr, MessageKind::Ping)]);
     let ours = T::seq_of_ping(&outs);
-    t.d.on_ping_ack(ours);
+    t.d.on_ping_ack(Instant::ZERO, ours);
     assert_eq!(
         t.d.take(),
         vec![Out::Send(
@@ -795,7 +823,7 @@ fn a_relayed_probe_pings_the_target_and_returns_its_answer() {
         )]
     );
     // A second answer has nobody to go to.
-    t.d.on_ping_ack(ours);
+    t.d.on_ping_ack(Instant::ZERO, ours);
     assert!(t.d.take().is_empty());
 }
 
@@ -875,4 +903,179 @@ fn without_fresh_heartbeats_a_conviction_heard_with_its_suspicion_is_checked() {
         outs.iter().any(|o| matches!(o, Out::Dead { .. })),
         "{outs:?}"
     );
+}
+
+#[test]
+fn a_helper_nacks_a_relayed_probe_its_target_does_not_answer_in_time() {
+    let mut t = T::new();
+    t.tick(at(0));
+    let (requester, target) = (t.peers[4].clone(), t.peers[3].clone());
+    t.d.on_ping_req(at(0), requester.addr, 9, target.clone());
+    let ours = match pings(&t.d.take())[..] {
+        [(to, seq)] if to == target.addr => seq,
+        ref other => panic!("one ping, to the target: {other:?}"),
+    };
+    assert_eq!(t.d.deadline(100), at(200), "the nack is timed");
+    assert_eq!(
+        t.tick(at(200))
+            .into_iter()
+            .filter(|o| matches!(o, Out::Send(to, _) if *to == requester.addr))
+            .collect::<Vec<_>>(),
+        vec![Out::Send(requester.addr, Message::PingNack { seq: 9 })],
+    );
+    // A late answer is still relayed, and the nack is not sent twice.
+    t.d.on_ping_ack(Instant::ZERO, ours);
+    assert_eq!(
+        t.d.take(),
+        vec![Out::Send(
+            requester.addr,
+            Message::PingAck {
+                seq: 9,
+                rumors: vec![]
+            }
+        )]
+    );
+    assert!(!sends(&t.tick(at(400))).contains(&(requester.addr, MessageKind::PingNack)));
+
+    // Answered in time: the answer goes back, no nack ever.
+    t.d.on_ping_req(at(500), requester.addr, 10, target.clone());
+    let ours = pings(&t.d.take())[0].1;
+    t.d.on_ping_ack(Instant::ZERO, ours);
+    t.d.take();
+    assert!(
+        !sends(&t.tick(at(1000)))
+            .iter()
+            .any(|&(_, k)| k == MessageKind::PingNack)
+    );
+}
+
+#[test]
+fn only_a_nack_from_a_helper_of_the_current_probe_clears_this_node() {
+    let mut t = T::new();
+    t.helpers_answer = false;
+    let seq = T::seq_of_ping(&t.tick(at(0)));
+    t.tick(at(200));
+    // p5 was not asked (helpers are p2..p4); a nack of another seq neither.
+    t.d.on_ping_nack(at(500), &t.peers[4].clone(), seq);
+    t.d.on_ping_nack(at(500), &t.peers[1].clone(), seq + 1);
+    let outs = t.tick(at(1000));
+    assert!(
+        !outs.iter().any(|o| matches!(o, Out::Suspect { .. })),
+        "{outs:?}"
+    );
+    assert_eq!(t.d.health(), 1);
+    // p2's nack of this probe does.
+    let seq = T::seq_of_ping(&outs);
+    // Local health 1 doubles the wait before the indirect probe.
+    t.tick(at(1400));
+    t.d.on_ping_nack(at(1500), &t.peers[1].clone(), seq);
+    let outs = t.tick(at(2000));
+    assert!(outs.contains(&Out::Suspect {
+        id: t.peers[0].clone(),
+        accusers: 1
+    }));
+}
+
+#[test]
+fn an_accuser_cut_off_when_its_suspicion_expires_convicts_only_once_it_hears_a_helper() {
+    let mut t = T::new();
+    let since = suspect_first(&mut t);
+    // From now on nobody reaches this node: its probes and their helpers
+    // go unanswered. The 4 s suspicion expires meanwhile.
+    t.helpers_answer = false;
+    let mut now = since;
+    // (Not so long that it takes itself to be alone.)
+    while now < since + Duration::from_secs(u64::from(ALONE_PERIODS) - 1) {
+        now = t.d.deadline(100);
+        let outs = t.tick(now);
+        assert!(
+            !outs.iter().any(|o| matches!(o, Out::Dead { .. })),
+            "convicted while cut off, at {now:?}"
+        );
+    }
+    // Reachable again: the next probe's helpers answer, and the suspicion,
+    // still unrefuted, starts over: it convicts a whole timeout (4 s, one
+    // accuser) after that, its re-probes having had that long.
+    t.helpers_answer = true;
+    let back = now;
+    let dead_at = loop {
+        let now = t.d.deadline(100);
+        assert!(now < back + Duration::from_secs(6), "convicted in time");
+        if t.tick(now).iter().any(|o| matches!(o, Out::Dead { .. })) {
+            break now;
+        }
+    };
+    assert!(
+        dead_at >= back + Duration::from_secs(4),
+        "{dead_at:?}, back at {back:?}"
+    );
+}
+
+#[test]
+fn what_an_alone_node_suspected_ends_once_a_probe_gets_through() {
+    let mut t = T::new();
+    t.helpers_answer = false;
+    let mut accused = None;
+    let mut round = 0;
+    while accused.is_none() {
+        assert!(round < 20, "an alone node accuses in the end");
+        t.peers.rotate_left(1);
+        accused = t.tick(at(round * 1000)).into_iter().find_map(|o| match o {
+            Out::Suspect { id, .. } => Some(id),
+            _ => None,
+        });
+        t.tick(at(round * 1000 + 200));
+        round += 1;
+    }
+    let accused = accused.expect("just found");
+    assert_eq!(t.d.suspected(), 1);
+    // The probe in flight is answered: this node was never alone, its
+    // suspicion ends, and the member it accused is probed next.
+    let seq =
+        t.d.probe
+            .as_ref()
+            .map(|p| p.seq)
+            .expect("a probe in flight");
+    t.d.on_ping_ack(at(round * 1000 - 500), seq);
+    assert_eq!(t.d.suspected(), 0);
+    let outs = t.tick(at(round * 1000));
+    assert!(
+        pings(&outs).iter().any(|&(to, _)| to == accused.addr),
+        "{outs:?}"
+    );
+}
+
+#[test]
+fn what_an_alone_node_suspected_ends_once_anyone_is_heard() {
+    let mut t = T::new();
+    t.helpers_answer = false;
+    let mut round = 0;
+    while t.d.suspected() == 0 {
+        assert!(round < 20, "an alone node accuses in the end");
+        t.peers.rotate_left(1);
+        t.tick(at(round * 1000));
+        t.tick(at(round * 1000 + 200));
+        round += 1;
+    }
+    // A message from any peer (here one it does not suspect): not alone.
+    let other = t.peers[3].clone();
+    t.d.contact(at(round * 1000 - 500), &other);
+    assert_eq!(t.d.suspected(), 0);
+    // Its probes still reach nobody (it was cut off one way): the next one
+    // that fails makes it alone once more, and it accuses again, for
+    // itself (the suspect alone hears of it, on the re-probe).
+    let outs = t.tick(at(round * 1000));
+    assert!(
+        outs.iter().any(|o| matches!(o, Out::Suspect { .. })),
+        "{outs:?}"
+    );
+    let told: Vec<SocketAddr> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Out::Send(to, Message::Rumors { .. }) => Some(*to),
+            Out::Send(to, Message::Ping { rumors, .. }) if !rumors.is_empty() => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert!(told.len() <= 1, "{outs:?}");
 }

@@ -606,6 +606,7 @@ impl Node {
             m @ (Message::Ping { .. }
             | Message::PingReq { .. }
             | Message::PingAck { .. }
+            | Message::PingNack { .. }
             | Message::Rumors { .. }) => self.on_detection(now, from, &sender, m),
         }
         self.eager.set_source(None);

@@ -47,8 +47,12 @@ impl Node {
                 rumors,
             } => (rumors, Answer::Relay(seq, target)),
             Message::PingAck { seq, rumors } => {
-                self.detection.on_ping_ack(seq);
+                self.detection.on_ping_ack(now, seq);
                 (rumors, Answer::None)
+            }
+            Message::PingNack { seq } => {
+                self.detection.on_ping_nack(now, sender, seq);
+                (Vec::new(), Answer::None)
             }
             Message::Rumors { rumors } => (rumors, Answer::None),
             _ => return,
