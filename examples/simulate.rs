@@ -457,7 +457,10 @@ fn run_scenario(kind: Kind, args: &Args) {
         }
         if !r.converged {
             eprintln!(
-                "seed {seed}: did not converge; replay with --scenario {} --nodes {} --loss {} --seed {seed} --seeds 1",
+                "seed {seed}: did not converge ({}); replay with --scenario {} --nodes {} --loss {} --seed {seed} --seeds 1",
+                r.disagreement
+                    .as_deref()
+                    .unwrap_or("the scenario's own end condition"),
                 kind.name(),
                 args.nodes,
                 args.loss,

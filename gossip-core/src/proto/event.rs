@@ -45,6 +45,14 @@ pub enum StatusReason {
         /// Time since this node last saw a new heartbeat of the member.
         silent_for: Duration,
     },
+    /// The member, only suspected, answered this node's probe or was
+    /// heard from directly.
+    Answered,
+    /// This node suspected or convicted the member while it heard nobody
+    /// at all (its own isolation, not evidence against the member) and
+    /// hears the cluster again: the verdict is withdrawn and the member
+    /// probed anew.
+    Withdrawn,
 }
 
 /// An output of the core; drain with [`Node::poll_event`](crate::proto::Node::poll_event).

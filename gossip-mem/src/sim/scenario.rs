@@ -640,6 +640,10 @@ pub struct ScenarioReport {
     pub violations: Vec<super::invariants::Violation>,
     /// Whether the scenario's end condition was reached.
     pub converged: bool,
+    /// At the end of the run, the first disagreement between live nodes
+    /// (who does not see whom Live, or lacks whose updates), if any: why
+    /// a run did not converge.
+    pub disagreement: Option<String>,
     /// Virtual rounds simulated in all.
     pub rounds: f64,
     /// The run's trace hash.
@@ -795,6 +799,7 @@ impl Run {
             resurrections: self.checker.count_of(super::invariants::resurrection::NAME),
             violations: self.checker.violations().to_vec(),
             converged,
+            disagreement: super::invariants::convergence::check(&self.sim).err(),
             rounds: self.sim.rounds(),
             trace_hash: self.sim.trace_hash(),
         }
@@ -1219,6 +1224,7 @@ fn join(cfg: &ScenarioConfig) -> ScenarioReport {
         resurrections: 0,
         violations: Vec::new(),
         converged: joined,
+        disagreement: super::invariants::convergence::check(&sim).err(),
         rounds: sim.rounds(),
         trace_hash: sim.trace_hash(),
     }

@@ -36,7 +36,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::proto::event::Status;
+use crate::proto::event::{Status, StatusReason};
 use crate::proto::id::Id;
 use crate::proto::message::{Message, Rumor, RumorKind};
 use crate::proto::time::Instant;
@@ -147,6 +147,15 @@ pub(crate) enum Out {
     Dead { id: Id, accusers: u32 },
     /// The member refuted a suspicion with this heartbeat: adopt it, Live.
     Alive { id: Id, heartbeat: u64 },
+    /// What this node held against the member ended without a refutation
+    /// (its probe was answered, it was heard from directly, or the verdict
+    /// was made alone): Live again if still `from` (Suspect, or Dead from a
+    /// verdict made alone), so that no status outlives its reason.
+    Lift {
+        id: Id,
+        from: Status,
+        reason: StatusReason,
+    },
     /// A peer suspects this node at this heartbeat: move above it by
     /// [`REFUTE_STRIDE`] and call [`Detection::refuted`].
     Refute { above: u64 },
@@ -226,6 +235,9 @@ pub(crate) struct Detection {
     /// Convicted members: generation, the heartbeat convicted at, and when
     /// this node last told the member so.
     dead: HashMap<String, (u64, u64, Option<Instant>)>,
+    /// Members this node convicted while [`alone`](Detection::alone):
+    /// withdrawn once it hears the cluster again.
+    local_dead: Vec<Id>,
     seen: HashSet<Rumor>,
     seen_order: VecDeque<Rumor>,
     /// Rumors to piggyback: retransmits left, and the period queued in.
@@ -260,6 +272,7 @@ impl Detection {
             reprobes: VecDeque::new(),
             suspects: HashMap::new(),
             dead: HashMap::new(),
+            local_dead: Vec::new(),
             seen: HashSet::new(),
             seen_order: VecDeque::new(),
             queued: Vec::new(),
@@ -483,15 +496,18 @@ impl Detection {
             return;
         }
         self.cut_off_for = 0;
-        self.end_local_suspicions();
+        self.withdraw_local_verdicts();
         for s in self.suspects.values_mut().filter(|s| s.mine) {
             s.since = now;
         }
     }
 
-    /// Ends the suspicions this node made while alone, and queues their
-    /// members to be probed first.
-    fn end_local_suspicions(&mut self) {
+    /// Withdraws what this node concluded while alone: its suspicions end
+    /// and its convictions are reinstated (a member still Dead here is Live
+    /// again, the others never heard of the verdict), and their members
+    /// are probed first, so that one really gone is convicted again, this
+    /// time with helpers to tell.
+    fn withdraw_local_verdicts(&mut self) {
         let mut local: Vec<Id> = self
             .suspects
             .values()
@@ -499,8 +515,30 @@ impl Detection {
             .map(|s| s.id.clone())
             .collect();
         local.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        for id in local {
+        for id in &local {
             self.suspects.remove(&id.name);
+            self.out.push(Out::Lift {
+                id: id.clone(),
+                from: Status::Suspect,
+                reason: StatusReason::Withdrawn,
+            });
+        }
+        for id in std::mem::take(&mut self.local_dead) {
+            if self
+                .dead
+                .get(&id.name)
+                .is_some_and(|&(generation, _, _)| generation == id.generation)
+            {
+                self.dead.remove(&id.name);
+                self.out.push(Out::Lift {
+                    id: id.clone(),
+                    from: Status::Dead,
+                    reason: StatusReason::Withdrawn,
+                });
+                local.push(id);
+            }
+        }
+        for id in local {
             if self.urgent.len() < MAX_TRACKED && !self.urgent.iter().any(|u| u.name == id.name) {
                 self.urgent.push_back(id);
             }
@@ -585,7 +623,11 @@ impl Detection {
                     by: self.me.name.clone(),
                 };
                 self.convict(&s.id, s.stamp, s.accusers.len() as u32);
-                if !s.local {
+                if s.local {
+                    if self.local_dead.len() < MAX_TRACKED {
+                        self.local_dead.push(s.id);
+                    }
+                } else {
                     self.spread(rumor, None, peers);
                 }
             } else {
@@ -621,6 +663,8 @@ impl Detection {
 
     fn convict(&mut self, id: &Id, stamp: u64, accusers: u32) {
         self.suspects.remove(&id.name);
+        // Convicted now for everyone's reasons, not only this node's.
+        self.local_dead.retain(|d| d.name != id.name);
         if self.dead.len() < MAX_TRACKED || self.dead.contains_key(&id.name) {
             self.dead
                 .insert(id.name.clone(), (id.generation, stamp, None));
@@ -876,6 +920,11 @@ impl Detection {
             .is_some_and(|s| s.id.generation == id.generation)
         {
             self.suspects.remove(&id.name);
+            self.out.push(Out::Lift {
+                id: id.clone(),
+                from: Status::Suspect,
+                reason: StatusReason::Answered,
+            });
         }
     }
 
@@ -897,7 +946,7 @@ impl Detection {
             // (probes going out unanswered). What it suspected alone ends;
             // whether it is cut off its next probes tell.
             self.cut_off_for = ALONE_PERIODS;
-            self.end_local_suspicions();
+            self.withdraw_local_verdicts();
         }
         if let Some(p) = self.probe.as_mut()
             && p.helpers.iter().any(|h| h.name == sender.name)
@@ -928,6 +977,11 @@ impl Detection {
             .is_some_and(|s| s.id.generation == sender.generation && !s.mine)
         {
             self.suspects.remove(&sender.name);
+            self.out.push(Out::Lift {
+                id: sender.clone(),
+                from: Status::Suspect,
+                reason: StatusReason::Answered,
+            });
         }
     }
 

@@ -562,8 +562,18 @@ fn a_direct_message_lifts_a_heard_suspicion_but_not_a_conviction() {
     let victim = t.peers[4].clone();
     t.rumors(at(0), 1, vec![rumor(&victim, 10, RumorKind::Suspect, "p2")]);
     assert!(!t.d.allows_revival(&victim, 11));
+    t.d.take();
     t.d.contact(at(1), &victim);
     assert!(t.d.allows_revival(&victim, 11));
+    // The status goes with the suspicion (heartbeats may not come soon).
+    assert_eq!(
+        t.d.take(),
+        vec![Out::Lift {
+            id: victim.clone(),
+            from: Status::Suspect,
+            reason: StatusReason::Answered,
+        }]
+    );
     // Held Suspect again (a Dead rumor about a member held Live is only
     // checked, see below), the conviction is taken.
     t.status = Status::Suspect;
@@ -592,9 +602,18 @@ fn an_answer_to_the_accusers_re_probe_ends_its_suspicion() {
             .as_ref()
             .map(|p| p.seq)
             .expect("re-probe in flight");
+    t.d.take();
     t.d.on_ping_ack(Instant::ZERO, seq);
     assert!(t.d.allows_revival(&target, 11));
     assert_eq!(t.d.suspected(), 0);
+    assert!(
+        t.d.take().contains(&Out::Lift {
+            id: target.clone(),
+            from: Status::Suspect,
+            reason: StatusReason::Answered,
+        }),
+        "the status goes with the suspicion"
+    );
     let _ = since;
 }
 
@@ -1040,6 +1059,14 @@ fn what_an_alone_node_suspected_ends_once_a_probe_gets_through() {
     assert_eq!(t.d.suspected(), 0);
     let outs = t.tick(at(round * 1000));
     assert!(
+        outs.contains(&Out::Lift {
+            id: accused.clone(),
+            from: Status::Suspect,
+            reason: StatusReason::Withdrawn,
+        }),
+        "{outs:?}"
+    );
+    assert!(
         pings(&outs).iter().any(|&(to, _)| to == accused.addr),
         "{outs:?}"
     );
@@ -1078,4 +1105,103 @@ fn what_an_alone_node_suspected_ends_once_anyone_is_heard() {
         })
         .collect();
     assert!(told.len() <= 1, "{outs:?}");
+}
+
+#[test]
+fn a_conviction_made_alone_is_withdrawn_once_anyone_is_heard() {
+    let mut t = T::new();
+    t.helpers_answer = false;
+    let mut convicted = None;
+    let mut ms = 0;
+    // Alone for long: its own suspicions run out and convict, for itself
+    // (no Dead rumor leaves it).
+    while convicted.is_none() {
+        assert!(ms < 60_000, "an alone node convicts in the end");
+        if ms % 1000 == 0 {
+            t.peers.rotate_left(1);
+        }
+        let outs = t.tick(at(ms));
+        assert!(
+            !outs
+                .iter()
+                .any(|o| matches!(o, Out::Send(_, Message::Rumors { rumors })
+                if rumors.iter().any(|r| r.kind == RumorKind::Dead))),
+            "{outs:?}"
+        );
+        convicted = outs.into_iter().find_map(|o| match o {
+            Out::Dead { id, .. } => Some(id),
+            _ => None,
+        });
+        ms += 100;
+    }
+    let convicted = convicted.expect("just found");
+    // Heard again (here from a member it did not convict): the verdict is
+    // withdrawn, and the member is probed first.
+    let other = t
+        .peers
+        .iter()
+        .find(|p| p.name != convicted.name)
+        .expect("more than one peer")
+        .clone();
+    t.d.contact(at(ms), &other);
+    let outs = t.d.take();
+    assert_eq!(
+        outs.iter()
+            .filter(|o| matches!(o, Out::Lift { id, from: Status::Dead, .. } if id.name == convicted.name))
+            .count(),
+        1,
+        "{outs:?}"
+    );
+    // Withdrawn once: heard again, nothing more to withdraw.
+    t.d.contact(at(ms + 1), &other);
+    assert!(
+        !t.d.take().iter().any(|o| matches!(
+            o,
+            Out::Lift {
+                from: Status::Dead,
+                ..
+            }
+        )),
+        "withdrawn twice"
+    );
+    let mut probed = false;
+    for k in 1..=20 {
+        let outs = t.tick(at(ms + k * 100));
+        probed |= pings(&outs).iter().any(|&(to, _)| to == convicted.addr);
+    }
+    assert!(probed, "the member is probed anew");
+}
+
+#[test]
+fn a_conviction_not_made_alone_is_not_withdrawn() {
+    let mut t = T::new();
+    // Helpers answer (nack): the target is the one not answering, and the
+    // verdict is spread, not this node's alone.
+    let mut convicted = None;
+    let mut ms = 0;
+    while convicted.is_none() {
+        assert!(ms < 60_000, "an unanswered member is convicted");
+        convicted = t.tick(at(ms)).into_iter().find_map(|o| match o {
+            Out::Dead { id, .. } => Some(id),
+            _ => None,
+        });
+        ms += 100;
+    }
+    let other = t
+        .peers
+        .iter()
+        .find(|p| p.name != convicted.as_ref().expect("just found").name)
+        .expect("more than one peer")
+        .clone();
+    t.d.contact(at(ms), &other);
+    assert!(
+        !t.d.take().iter().any(|o| matches!(
+            o,
+            Out::Lift {
+                from: Status::Dead,
+                ..
+            }
+        )),
+        "a verdict with helpers heard stands"
+    );
 }

@@ -114,6 +114,7 @@ impl Node {
                             self.revive(i);
                         }
                     }
+                    Out::Lift { id, from, reason } => self.lift(&id, from, reason),
                     Out::Refute { above } => {
                         let m = self.own_mut();
                         let next = m.heartbeat.max(above).saturating_add(REFUTE_STRIDE);
@@ -143,6 +144,28 @@ impl Node {
 
     /// The probing part's verdict on `id`: Suspect (only from Live) or
     /// Dead (from Live or Suspect).
+    /// The part dropped what it held against a member without a
+    /// refutation (see [`Out::Lift`]): Live again if still `from` in this
+    /// generation.
+    fn lift(&mut self, id: &Id, from: Status, reason: StatusReason) {
+        let Some(i) = self.members.find_id(id) else {
+            return;
+        };
+        let (held, m) = self.members.at(i);
+        if held.generation != id.generation || m.left || m.status != from || i == 0 {
+            return;
+        }
+        let id = held.clone();
+        let from = self.members.set_status_at(i, Status::Live);
+        tracing::debug!(node = %self.me, member = %id, ?from, ?reason, "member status lifted by probes");
+        self.emit(Event::MemberStatus {
+            id,
+            from,
+            to: Status::Live,
+            reason,
+        });
+    }
+
     fn probe_verdict(&mut self, now: Instant, id: &Id, to: Status, accusers: u32) {
         let Some(i) = self.members.find_id(id) else {
             return;
