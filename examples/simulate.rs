@@ -31,8 +31,8 @@
 //! converged and nobody writing) and `idle_bytes_by_kind`.
 //!
 //! Every mode takes `--heartbeat-window on|off` (the rotating heartbeat
-//! window in digests, on by default; off leaves anti-entropy to range
-//! reconciliation alone) and `--eager on|off` (eager push, on by default; off leaves
+//! window in digests, off by default: anti-entropy is range
+//! reconciliation alone; on adds the window) and `--eager on|off` (eager push, on by default; off leaves
 //! the periodic exchange alone: `--nodes 1000 --seeds 5 --eager off`),
 //! `--latency-ms MIN,MAX` (one-way link latency, uniform;
 //! default `1,5`) and `--interval-ms MS` (the gossip interval; default 1000;
@@ -148,10 +148,11 @@ struct Args {
     /// mode and scenario.
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     probe: OnOff,
-    /// The heartbeat window in digests (`Config::heartbeat_window`): `on`
-    /// (the default) or `off`, which leaves anti-entropy to range
-    /// reconciliation alone. Every mode and scenario.
-    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    /// The heartbeat window in digests (`Config::heartbeat_window`): `off`
+    /// (the default: anti-entropy is range reconciliation alone) or `on`,
+    /// which adds a window rotating through the heartbeats to every digest.
+    /// Every mode and scenario.
+    #[arg(long, value_enum, default_value_t = OnOff::Off)]
     heartbeat_window: OnOff,
     /// What the converged cluster does: `rumor` (one write) or `writes`
     /// (steady load: `--rate`, `--duration`). Ignored with `--scenario`.
@@ -197,6 +198,17 @@ struct Args {
     /// Digest budget in bytes (default: the protocol default).
     #[arg(long)]
     digest_bytes: Option<usize>,
+    /// Eager push: how long an announced update may take to arrive before
+    /// it is grafted (`Config::graft_timeout`; default: the protocol's).
+    #[arg(long)]
+    graft_timeout_ms: Option<u64>,
+    /// Eager push: the batching window of pushes (`Config::eager_batch`).
+    #[arg(long)]
+    eager_batch_ms: Option<u64>,
+    /// Eager push: the batching window of announcements
+    /// (`Config::lazy_batch`).
+    #[arg(long)]
+    lazy_batch_ms: Option<u64>,
     /// Check whole-cluster invariants every round (slow above ~1,000 nodes).
     #[arg(long)]
     full_checks: bool,
@@ -221,6 +233,10 @@ fn sim_config(args: &Args, seed: u64, loss: f64) -> SimConfig {
     config.proto.eager = args.eager == OnOff::On;
     config.proto.probe = args.probe == OnOff::On;
     config.proto.heartbeat_window = args.heartbeat_window == OnOff::On;
+    let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
+    config.proto.graft_timeout = ms(args.graft_timeout_ms, config.proto.graft_timeout);
+    config.proto.eager_batch = ms(args.eager_batch_ms, config.proto.eager_batch);
+    config.proto.lazy_batch = ms(args.lazy_batch_ms, config.proto.lazy_batch);
     config
 }
 

@@ -205,8 +205,10 @@ fn mute_and_deaf_nodes_are_seen_live_again_once_their_links_are_back() {
         assert_eq!((mute.role, deaf.role), ("mute", "deaf"));
         assert_ne!(mute.node, deaf.node);
         // Nothing of a mute node reaches anyone: all who can hear convict
-        // it. The deaf node hears no verdict, and, its own probes all
-        // unanswered, it is impaired and convicts nobody itself.
+        // it. The deaf node hears no verdict; its own probes all
+        // unanswered, it takes itself to be cut off, then alone, and what
+        // it concludes alone stays its own and is withdrawn once it hears
+        // the cluster again (the recovery above).
         assert!(mute.dead_verdicts >= 22, "{mute:?}\n{replay}");
         assert!(mute.sees_not_live_at_end >= 22, "{mute:?}\n{replay}");
     }

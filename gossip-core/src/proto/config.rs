@@ -80,14 +80,15 @@ pub struct Config {
     pub probe: bool,
     /// Carry a window rotating through the membership's heartbeats in every
     /// digest, beside the range fingerprints of
-    /// [`reconcile`](crate::proto::reconcile). On by default: heartbeats
-    /// then reach every node within a few rounds, which the phi detector
-    /// (choosing whom to probe) and the checks of stale verdicts rely on.
-    /// Off (only with `probe` on), an idle cluster's anti-entropy costs a
-    /// few hundred bytes per node per round at any size instead of up to
-    /// `digest_bytes` per message, but crashes are detected later and
-    /// flapping links cause false convictions today (BENCHMARKS.md,
-    /// "Reconciliation").
+    /// [`reconcile`](crate::proto::reconcile). Off by default: with
+    /// probing on, liveness is what probes say, and an idle cluster's
+    /// anti-entropy then costs a few hundred bytes per node per round at
+    /// any size. On, heartbeats reach every node within a few rounds,
+    /// which lets the phi detector point probes at members gone silent
+    /// (a crash is suspected about half a round sooner at 1,000 nodes) and
+    /// date stale verdicts, for up to `digest_bytes` per digest
+    /// (BENCHMARKS.md, "Reconciliation"). Ignored with probing off, where
+    /// the heartbeats are the detector and always travel.
     pub heartbeat_window: bool,
     /// How long a probe waits for a direct answer before it tries again and
     /// through `indirect_probes` other peers; the probe fails if nobody
@@ -188,7 +189,7 @@ impl Default for Config {
             phi_smoothing: 0.1,
             suspect_timeout: Duration::from_secs(3),
             probe: true,
-            heartbeat_window: true,
+            heartbeat_window: false,
             probe_timeout: Duration::from_millis(200),
             indirect_probes: 3,
             rumor_fanout: 4,

@@ -140,6 +140,9 @@ pub struct SimNode {
     armed: Option<Instant>,
     sends: bool,
     receives: bool,
+    /// Until when it is still catching up after a link came back
+    /// ([`Sim::set_links`]).
+    catching_up_until: Instant,
     delay: Duration,
 }
 
@@ -167,6 +170,13 @@ impl SimNode {
     /// Whether what is sent to it arrives ([`Sim::set_links`]).
     pub fn can_receive(&self) -> bool {
         self.receives
+    }
+
+    /// Whether a link of it came back less than a gossip interval ago
+    /// ([`Sim::set_links`]): what it concludes about others, and others
+    /// about it, may still rest on what it could not hear or say.
+    pub fn catching_up(&self, now: Instant) -> bool {
+        now < self.catching_up_until
     }
 
     /// How late it handles every message and timer ([`Sim::set_slow`]).
@@ -362,6 +372,7 @@ impl Sim {
             armed: None,
             sends: true,
             receives: true,
+            catching_up_until: Instant::ZERO,
             delay: Duration::ZERO,
         });
         self.boot(i);
@@ -494,9 +505,16 @@ impl Sim {
     /// sends is judged when sent (already in flight, it still arrives);
     /// what it receives when it arrives, as by a partition. Links are a
     /// property of the slot, like its group: kept across crash and restart.
+    ///
+    /// A link that comes back leaves the node [catching
+    /// up](SimNode::catching_up) for one gossip interval.
     pub fn set_links(&mut self, i: usize, send: bool, receive: bool) {
-        self.nodes[i].sends = send;
-        self.nodes[i].receives = receive;
+        let n = &mut self.nodes[i];
+        if (send && !n.sends) || (receive && !n.receives) {
+            n.catching_up_until = self.now + self.config.proto.gossip_interval;
+        }
+        n.sends = send;
+        n.receives = receive;
     }
 
     /// Makes node `i` handle every message and timer `delay` late (zero:

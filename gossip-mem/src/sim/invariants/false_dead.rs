@@ -1,6 +1,12 @@
 //! No node is declared Dead while it runs, is not paused, and is reachable
 //! from the node that convicts it (same partition group, links of both
 //! working both ways; a slow node counts as reachable: it still answers).
+//! A link that came back less than a gossip interval ago does not make
+//! the two reachable yet: a verdict then rests on what one of them could
+//! not hear or say, and a node that heard nobody at all (a deaf node,
+//! which convicts for itself alone) may conclude in the moment before the
+//! first message reaches it. A scenario that holds verdicts made while
+//! cut off to be false, as `flap` does, counts them itself.
 //! Under loss up to 20% with default settings this must never happen;
 //! counted, not fatal, so scenarios can report `false_positives`.
 
@@ -40,7 +46,9 @@ impl FalseDead {
             && slot.can_send()
             && slot.can_receive()
             && judge.can_send()
-            && judge.can_receive();
+            && judge.can_receive()
+            && !slot.catching_up(ctx.now)
+            && !judge.catching_up(ctx.now);
         if healthy && reachable {
             self.count += 1;
             return Some((
@@ -62,8 +70,19 @@ mod tests {
 
     /// Feeds "`judge` declared `target` (generation 1) Dead" to `f`.
     fn convict(sim: &Sim, judge: usize, target: usize, f: &mut FalseDead) -> Option<String> {
+        convict_at(sim, Instant::ZERO, judge, target, f)
+    }
+
+    /// [`convict`] at `now`.
+    fn convict_at(
+        sim: &Sim,
+        now: Instant,
+        judge: usize,
+        target: usize,
+        f: &mut FalseDead,
+    ) -> Option<String> {
         let ctx = Ctx {
-            now: Instant::ZERO,
+            now,
             node: judge,
             slots: &sim.nodes,
         };
@@ -117,5 +136,27 @@ mod tests {
         sim.crash(1);
         assert_eq!(convict(&sim, 0, 1, &mut f), None, "crashed");
         assert_eq!(f.count, 0);
+    }
+
+    #[test]
+    fn a_link_back_for_a_gossip_interval_makes_a_verdict_count_again() {
+        let interval = SimConfig::default().proto.gossip_interval;
+        for node in [0, 1] {
+            let mut sim = pair();
+            sim.set_links(node, true, false);
+            sim.run_for_rounds(1.0, &mut |_, _| {});
+            sim.set_links(node, true, true);
+            let mut f = FalseDead::default();
+            // Just back: still catching up.
+            assert_eq!(convict_at(&sim, sim.now(), 0, 1, &mut f), None, "n{node}");
+            assert_eq!(
+                convict_at(&sim, sim.now() + interval / 2, 0, 1, &mut f),
+                None,
+                "n{node}"
+            );
+            // A whole interval later: reachable, and counted.
+            assert!(convict_at(&sim, sim.now() + interval, 0, 1, &mut f).is_some());
+            assert_eq!(f.count, 1);
+        }
     }
 }
