@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! cargo bench --bench fanout -- --quick        # 100 and 1,000 nodes, < 2 min
-//! cargo bench --bench fanout                   # 100, 1,000, 10,000 nodes (hours)
+//! cargo bench --bench fanout                   # 100, 1,000, 10,000 nodes: many hours
+//!                                              # and ~8 GB a 10,000-node run; see BENCHMARKS.md
 //! cargo bench --bench fanout -- --quick --write-docs   # also BENCHMARKS.md, docs/plots/
 //! cargo bench --bench fanout -- --nodes 100,1000 --loss 0,0.1 --seeds 3
 //! ```
