@@ -73,48 +73,36 @@ fn parse() -> Args {
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let mut num = |into: &mut u64| match args.next().map(|v| v.parse::<u64>()) {
-            Some(Ok(v)) => *into = v,
-            _ => eprintln!("transport: {flag} needs a whole number; keeping {into}"),
-        };
-        let mut v;
+        let mut value = || args.next();
         match flag.as_str() {
-            "--nodes" => {
-                v = a.nodes as u64;
-                num(&mut v);
-                a.nodes = (v as usize).max(2);
-            }
-            "--interval-ms" => {
-                v = a.interval_ms;
-                num(&mut v);
-                a.interval_ms = v.max(1);
-            }
-            "--fanout" => {
-                v = a.fanout as u64;
-                num(&mut v);
-                a.fanout = (v as usize).max(1);
-            }
-            "--trials" => {
-                v = a.trials as u64;
-                num(&mut v);
-                a.trials = v as usize;
-            }
-            "--threads" => {
-                v = a.threads as u64;
-                num(&mut v);
-                a.threads = (v as usize).max(1);
-            }
-            "--warmup-rounds" => {
-                v = u64::from(a.warmup_rounds);
-                num(&mut v);
-                a.warmup_rounds = u32::try_from(v).unwrap_or(u32::MAX);
-            }
+            "--nodes" => a.nodes = number(&flag, value(), a.nodes).max(2),
+            "--interval-ms" => a.interval_ms = number(&flag, value(), a.interval_ms).max(1),
+            "--fanout" => a.fanout = number(&flag, value(), a.fanout).max(1),
+            "--trials" => a.trials = number(&flag, value(), a.trials),
+            "--threads" => a.threads = number(&flag, value(), a.threads).max(1),
+            "--warmup-rounds" => a.warmup_rounds = number(&flag, value(), a.warmup_rounds),
             "--spread-only" => a.criterion = false,
             "--no-spread" => a.spread = false,
             _ => {}
         }
     }
     a
+}
+
+/// `value` as a number, or `default` (said on stderr) if it is missing or
+/// not one.
+fn number<T: std::str::FromStr + std::fmt::Display>(
+    flag: &str,
+    value: Option<String>,
+    default: T,
+) -> T {
+    match value.map(|v| v.parse::<T>()) {
+        Some(Ok(v)) => v,
+        _ => {
+            eprintln!("transport: {flag} needs a whole number; keeping {default}");
+            default
+        }
+    }
 }
 
 async fn bind_quic(ca: &ClusterCa, name: &str) -> Box<dyn Transport> {
