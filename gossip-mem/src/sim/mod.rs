@@ -25,6 +25,8 @@
 
 /// Properties checked on every simulated step in tests.
 pub mod invariants;
+/// The idealized synchronous push-pull model (DESIGN.md §7).
+pub mod model;
 /// Experiments and fault scenarios over the simulator.
 pub mod scenario;
 pub mod spread;
