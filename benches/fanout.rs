@@ -1171,15 +1171,16 @@ impl<'a> Summary<'a> {
             })
             .collect();
         if !bw.is_empty() {
-            // How far one small write lifts traffic over idle.
-            let lift = ks
+            // How much the rounds from the write on cost over the idle ones.
+            let ratio = ks
                 .iter()
                 .filter_map(|&k| get(k, 0.0, true).or_else(|| get(k, 0.0, false)))
-                .map(|r| ((r.bytes_write - r.bytes_idle) / r.bytes_idle).abs() * 100.0)
+                .filter(|r| r.bytes_idle > 0.0)
+                .map(|r| r.bytes_write / r.bytes_idle)
                 .fold(0.0, f64::max);
             let _ = writeln!(
                 s,
-                "- **Bandwidth per setting** ({} nodes, loss 0; bytes each node sends per round, by fan-out): {}. During the write and idle differ by at most {lift:.1} %: one small write is lost in the idle traffic, which is the digests and heartbeats of `fanout` exchanges a round. Per second that is these figures ÷ the interval in seconds.",
+                "- **Bandwidth per setting** ({} nodes, loss 0; bytes each node sends per round, by fan-out): {}. The ten rounds from the write on cost up to {ratio:.2}× the ten after them (idle). Per second that is these figures ÷ the interval in seconds.",
                 thousands(n as f64),
                 bw.join("; ")
             );

@@ -377,7 +377,7 @@ async fn seeds_changed_while_running_are_joined_through() {
 #[actix_rt::test]
 async fn a_broadcast_reaches_every_node_once_and_expires() {
     tokio::time::pause();
-    use gossip_core::actor::{Broadcast, Get, UserEvent};
+    use gossip_core::actor::{Broadcast, Get, Snapshot, UserEvent};
     let net = MemNetwork::new(9);
     let (a, b) = pair(&net);
     let seed = a.send(GetId).await.expect("node answers").addr;
@@ -406,6 +406,7 @@ async fn a_broadcast_reaches_every_node_once_and_expires() {
         );
     }
     let mut everything = b.send(Subscribe::all()).await.expect("node answers");
+    let keys_before = b.send(GetMetrics).await.expect("node answers").gauges.keys;
     let ttl = Duration::from_millis(300);
     a.send(Broadcast::new("other", "x").with_ttl(ttl))
         .await
@@ -438,11 +439,42 @@ async fn a_broadcast_reaches_every_node_once_and_expires() {
         .expect("node answers")
         .expect("a is known");
     assert!(held.is_empty(), "broadcasts are not keys: {held:?}");
-    wait_until("the broadcast expired on b", async || {
-        b.send(Get::new("a", key.clone()))
-            .await
-            .expect("node answers")
-            .is_none()
+    // Nor do they show through any other key query, while b holds them.
+    let gauges = b.send(GetMetrics).await.expect("node answers").gauges;
+    assert_eq!(gauges.keys, keys_before + 2, "b holds both broadcasts");
+    let got = b
+        .send(Get::new("a", key.clone()))
+        .await
+        .expect("node answers");
+    assert_eq!(got, None, "a broadcast is not a key");
+    let values = b
+        .send(GetValues::new(key.clone()))
+        .await
+        .expect("node answers");
+    assert!(values.is_empty(), "{values:?}");
+    let snapshot = b.send(Snapshot).await.expect("node answers");
+    assert!(
+        snapshot
+            .keys
+            .values()
+            .flat_map(|k| k.keys())
+            .all(|k| !k.starts_with("__broadcast/")),
+        "{:?}",
+        snapshot.keys
+    );
+    // The reserved prefix is not the application's to write.
+    let forged = b
+        .send(Set::new(key.clone(), Bytes::from_static(b"forged")))
+        .await
+        .expect("node answers");
+    assert_eq!(forged, Err(gossip_core::proto::WriteError::ReservedKey));
+    let deleted = b
+        .send(gossip_core::actor::Delete::new(key.clone()))
+        .await
+        .expect("node answers");
+    assert_eq!(deleted, Err(gossip_core::proto::WriteError::ReservedKey));
+    wait_until("the broadcasts expired on b", async || {
+        b.send(GetMetrics).await.expect("node answers").gauges.keys == keys_before
     })
     .await;
     for sub in &mut subs {

@@ -334,6 +334,9 @@ impl Handler<Set> for GossipNode {
     type Result = Result<u64, WriteError>;
 
     fn handle(&mut self, msg: Set, ctx: &mut Self::Context) -> Self::Result {
+        if broadcast::is_broadcast(&msg.key) {
+            return Err(WriteError::ReservedKey);
+        }
         let now = self.now();
         let result = match msg.ttl {
             Some(ttl) => self.core.set_with_ttl(now, &msg.key, msg.value, ttl),
@@ -380,6 +383,9 @@ impl Handler<Delete> for GossipNode {
     type Result = Result<Option<u64>, WriteError>;
 
     fn handle(&mut self, msg: Delete, ctx: &mut Self::Context) -> Self::Result {
+        if broadcast::is_broadcast(&msg.key) {
+            return Err(WriteError::ReservedKey);
+        }
         let now = self.now();
         let result = self.core.delete(now, &msg.key);
         match &result {
@@ -399,6 +405,10 @@ impl Handler<Get> for GossipNode {
     type Result = Option<Value>;
 
     fn handle(&mut self, msg: Get, _ctx: &mut Self::Context) -> Self::Result {
+        if broadcast::is_broadcast(&msg.key) {
+            // Broadcasts are events, not keys.
+            return None;
+        }
         self.core
             .get(&msg.owner, &msg.key)
             .map(|(value, version)| Value {
@@ -463,6 +473,9 @@ impl Handler<GetValues> for GossipNode {
     type Result = MessageResult<GetValues>;
 
     fn handle(&mut self, msg: GetValues, _ctx: &mut Self::Context) -> Self::Result {
+        if broadcast::is_broadcast(&msg.key) {
+            return MessageResult(Default::default());
+        }
         let values = self
             .core
             .values_of(&msg.key)
@@ -498,6 +511,7 @@ impl Handler<Snapshot> for GossipNode {
             let owned: std::collections::BTreeMap<String, Value> = self
                 .core
                 .keys(&m.id.name)
+                .filter(|(k, _, _)| !broadcast::is_broadcast(k))
                 .map(|(k, v, version)| {
                     (
                         k.to_owned(),

@@ -47,6 +47,11 @@ pub enum WriteError {
     /// The node has left the cluster and accepts no more writes. State unchanged.
     #[error("node has left the cluster")]
     Left,
+    /// The key is under the prefix reserved for broadcasts
+    /// ([`broadcast::PREFIX`](crate::proto::broadcast::PREFIX)): send a
+    /// broadcast instead. State unchanged.
+    #[error("key under the reserved broadcast prefix")]
+    ReservedKey,
 }
 
 /// Why an incoming message was refused. The node's state is unchanged in
