@@ -3,7 +3,8 @@
 //! simulator's fault model ([`Faults`]: loss, latency ranges, duplication,
 //! reordering) plus partitions (a group id per endpoint) and crashes.
 //!
-//! It is meant for actor tests and demos that put many [`GossipNode`]s in
+//! It is meant for actor tests and demos that put many `GossipNode`s (the
+//! actix actor of `gossip-core`'s `actor` feature) in
 //! one process, possibly spread over several actix Arbiters: the network is
 //! `Send + Sync`, a send never blocks (it takes a short lock, decides the
 //! message's fate with the network's seeded RNG and `try_send`s into the
@@ -23,8 +24,6 @@
 //! from the peer's certificate, so the core refuses envelopes that claim
 //! another node. Endpoints bound without one ([`MemNetwork::endpoint`],
 //! [`MemNetwork::bind`]) are anonymous (`peer: None`).
-//!
-//! [`GossipNode`]: gossip_core::actor::GossipNode
 //!
 //! ```
 //! use futures::StreamExt;

@@ -1,6 +1,6 @@
 //! Properties checked on every simulated step, one small module each.
 //!
-//! [`Checker`] feeds every event to each property and, once per round, lets
+//! [`Checker`](crate::sim::invariants::Checker) feeds every event to each property and, once per round, lets
 //! them look at the whole cluster. A property never stops the run; it counts
 //! violations with a description of the first few, so a failing test shows
 //! what went wrong, and the seed replays it.
