@@ -1205,3 +1205,109 @@ fn a_conviction_not_made_alone_is_not_withdrawn() {
         "a verdict with helpers heard stands"
     );
 }
+
+#[test]
+fn a_probe_every_helper_nacked_ends_early_but_not_before_its_time() {
+    // All three helpers nack (at 200 ms, as the PingReqs go out): the
+    // probe ends at 0.7 of its period, not at its end.
+    let mut t = T::new();
+    t.tick(at(0));
+    t.tick(at(200));
+    assert_eq!(t.d.deadline(100), at(700));
+    assert!(
+        !t.tick(at(699))
+            .iter()
+            .any(|o| matches!(o, Out::Suspect { .. }))
+    );
+    let outs = t.tick(at(700));
+    assert!(
+        outs.contains(&Out::Suspect {
+            id: t.peers[0].clone(),
+            accusers: 1
+        }),
+        "{outs:?}"
+    );
+    assert!(
+        pings(&outs).is_empty(),
+        "the next probe waits for its period"
+    );
+    assert_eq!(t.d.deadline(100), at(1000));
+
+    // An answer before then saves the target.
+    let mut t = T::new();
+    let seq = T::seq_of_ping(&t.tick(at(0)));
+    t.tick(at(200));
+    t.d.on_ping_ack(at(650), seq);
+    assert!(
+        !t.tick(at(700))
+            .iter()
+            .chain(t.tick(at(1000)).iter())
+            .any(|o| matches!(o, Out::Suspect { .. }))
+    );
+
+    // A helper that did not nack (it may yet get an answer): the probe
+    // runs its whole period.
+    let mut t = T::new();
+    t.helpers_answer = false;
+    t.tick(at(0));
+    let outs = t.tick(at(200));
+    let reqs: Vec<(SocketAddr, u64)> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Out::Send(to, Message::PingReq { seq, .. }) => Some((*to, *seq)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reqs.len(), 3);
+    for &(to, seq) in &reqs[..2] {
+        let helper = t
+            .peers
+            .iter()
+            .find(|p| p.addr == to)
+            .expect("a peer")
+            .clone();
+        t.d.on_ping_nack(at(400), &helper, seq);
+        // Twice from one helper counts once.
+        t.d.on_ping_nack(at(401), &helper, seq);
+    }
+    assert_eq!(t.d.deadline(100), at(1000));
+    assert!(
+        !t.tick(at(800))
+            .iter()
+            .any(|o| matches!(o, Out::Suspect { .. }))
+    );
+    assert!(
+        t.tick(at(1000))
+            .iter()
+            .any(|o| matches!(o, Out::Suspect { .. })),
+        "it still ends, at its period's end"
+    );
+}
+
+#[test]
+fn a_node_whose_health_is_in_doubt_never_ends_a_probe_early() {
+    let mut t = T::new();
+    // One probe that reached nobody, helpers included: health 1.
+    t.helpers_answer = false;
+    t.tick(at(0));
+    t.tick(at(200));
+    t.tick(at(1000));
+    assert_eq!(t.d.health(), 1);
+    // Now every helper nacks (its retry, stretched by health, goes out at
+    // 1,400 ms), yet the probe waits out its period.
+    t.helpers_answer = true;
+    assert_eq!(t.d.deadline(100), at(1400));
+    let outs = t.tick(at(1400));
+    assert_eq!(
+        outs.iter()
+            .filter(|o| matches!(o, Out::Send(_, Message::PingReq { .. })))
+            .count(),
+        3
+    );
+    assert_eq!(t.d.deadline(100), at(2000));
+    assert!(
+        !t.tick(at(1700))
+            .iter()
+            .any(|o| matches!(o, Out::Suspect { .. }))
+    );
+}
