@@ -8,8 +8,7 @@
 //!   whose own ping goes unanswered says so (`PingNack`). A probe answered
 //!   by nobody before the period ends makes the target Suspect, if a
 //!   helper was heard meanwhile: a prober that heard nobody is probably
-//!   the one cut off (Lifeguard's nacks), and accuses nobody. A probe
-//!   every helper nacked ends at [`EARLY_END`] of its period instead.
+//!   the one cut off (Lifeguard's nacks), and accuses nobody.
 //! - A suspicion is a [`Rumor`]: flooded at once to a few peers by everyone
 //!   who learns it (and to the suspect itself), and piggybacked on later
 //!   probes to repair what the flood lost.
@@ -183,19 +182,7 @@ struct Probe {
     /// When to try again and indirectly, if still unanswered.
     retry: Option<Instant>,
     acked: bool,
-    /// When the probe may end early, once every helper said it could not
-    /// reach the target either (see [`EARLY_END`]).
-    early: Instant,
-    /// Helpers that sent their nack.
-    nacked: Vec<String>,
 }
-
-/// How far into its period a probe may end, unanswered, once every helper
-/// nacked: three independent peers could not reach the target either, and
-/// waiting out the period only delays the suspicion. Late enough that an
-/// answer to the first ping that is only slow (a target half a period
-/// behind) still counts; not while this node's own health is in doubt.
-const EARLY_END: f64 = 0.7;
 
 /// A probe this node makes for another's `PingReq`.
 #[derive(Clone, Debug, PartialEq)]
@@ -321,9 +308,6 @@ impl Detection {
         if let Some(r) = self.probe.as_ref().and_then(|p| p.retry) {
             t = t.min(r);
         }
-        if let Some(p) = self.probe.as_ref().filter(|p| self.all_nacked(p)) {
-            t = t.min(p.early);
-        }
         if let Some(n) = self.relays.iter().filter_map(|r| r.nack_at).min() {
             t = t.min(n);
         }
@@ -428,19 +412,12 @@ impl Detection {
                 ));
             }
         }
-        if self
-            .probe
-            .as_ref()
-            .is_some_and(|p| self.all_nacked(p) && now >= p.early)
-        {
-            self.conclude_probe(now, peers, &held);
-        }
         if now >= self.next_probe {
             self.periods += 1;
             let periods = self.periods;
             self.queued
                 .retain(|&(_, _, at)| periods - at <= RUMOR_LIFETIME_PERIODS);
-            self.conclude_probe(now, peers, &held);
+            self.conclude_probe(now, peers, held);
             self.run_checks();
             self.start_probe(now, peers);
             self.reprobe();
@@ -616,8 +593,6 @@ impl Detection {
             helper_heard: false,
             retry: Some(retry),
             acked: false,
-            early: now + self.params.period.mul_f64(EARLY_END),
-            nacked: Vec::new(),
         });
     }
 
@@ -934,17 +909,8 @@ impl Detection {
             && p.helpers.iter().any(|h| h.name == sender.name)
         {
             p.helper_heard = true;
-            if !p.nacked.contains(&sender.name) {
-                p.nacked.push(sender.name.clone());
-            }
             self.in_touch(now);
         }
-    }
-
-    /// Whether every helper of probe `p` nacked it, unanswered, while this
-    /// node is healthy: then it may end at [`Probe::early`].
-    fn all_nacked(&self, p: &Probe) -> bool {
-        !p.acked && !p.helpers.is_empty() && p.nacked.len() == p.helpers.len() && self.health == 0
     }
 
     fn end_suspicion(&mut self, id: &Id) {
