@@ -252,6 +252,8 @@ pub(crate) struct Detection {
     ///
     /// [`cut_off`]: Detection::cut_off
     cut_off_for: u32,
+    /// When any message last reached this node.
+    last_heard: Instant,
     /// The membership's size at the last tick (for suspicion timeouts).
     members: usize,
     out: Vec<Out>,
@@ -280,6 +282,7 @@ impl Detection {
             alive: None,
             health: 0,
             cut_off_for: 0,
+            last_heard: Instant::ZERO,
             members: 1,
             out: Vec::new(),
         }
@@ -614,6 +617,15 @@ impl Detection {
                 // again a period later (once a probe gets through, the
                 // suspicion starts over, see `in_touch`).
                 s.since += self.params.period;
+            } else if s.mine
+                && !s.local
+                && now.saturating_since(self.last_heard) > self.params.timeout
+            {
+                // Nothing reached this node for a whole probe timeout: its
+                // own links may have just gone down, before a failed probe
+                // could tell it so, and the refutation may be what it
+                // missed. Convict once it hears the cluster again.
+                s.since += self.params.timeout;
             } else if s.mine {
                 let s = self.suspects.remove(&name).expect("just found");
                 let rumor = Rumor {
@@ -941,6 +953,7 @@ impl Detection {
     /// A node that took itself to be alone is not: what it suspected alone
     /// ends.
     pub fn contact(&mut self, now: Instant, sender: &Id) {
+        self.heard(now);
         if self.alone() {
             // Heard again: not alone, though maybe still cut off one way
             // (probes going out unanswered). What it suspected alone ends;
@@ -983,6 +996,11 @@ impl Detection {
                 reason: StatusReason::Answered,
             });
         }
+    }
+
+    /// A message reached this node at `now` (see [`contact`](Self::contact)).
+    pub fn heard(&mut self, now: Instant) {
+        self.last_heard = self.last_heard.max(now);
     }
 
     /// Whether a newer `heartbeat` of `id` may revive it: not while a

@@ -62,6 +62,10 @@ impl T {
     }
 
     fn tick(&mut self, now: Instant) -> Vec<Out> {
+        if self.helpers_answer {
+            // Not cut off: the cluster's messages keep reaching this node.
+            self.d.heard(now);
+        }
         let peers = self.peers.clone();
         let held = |id: &Id| held_in(&peers, id, self.heartbeat, self.status);
         self.d.tick(now, &self.peers.clone(), 100, held);
@@ -1204,4 +1208,32 @@ fn a_conviction_not_made_alone_is_not_withdrawn() {
         )),
         "a verdict with helpers heard stands"
     );
+}
+
+#[test]
+fn an_accuser_that_heard_nothing_for_a_probe_timeout_convicts_only_once_it_hears_again() {
+    let mut t = T::new();
+    let since = suspect_first(&mut t);
+    let target = t.peers[0].clone();
+    let dead = |outs: &[Out]| {
+        outs.iter()
+            .any(|o| matches!(o, Out::Dead { id, .. } if id.name == target.name))
+    };
+    // Periods go by as usual, the cluster heard at every tick.
+    for ms in [1200, 2000, 2200, 3000, 3200, 4000, 4200] {
+        assert!(!dead(&t.tick(at(ms))));
+    }
+    // Then nothing more reaches this node (its links just went down, say),
+    // before any probe could fail for it: its suspicion comes due.
+    t.helpers_answer = false;
+    let due = since + Duration::from_secs(4);
+    let outs = t.tick(due);
+    assert!(!dead(&outs), "convicted while hearing nothing: {outs:?}");
+    assert_eq!(t.d.suspected(), 1, "the suspicion waits, it does not lapse");
+    // Still nothing heard a probe timeout later: still waiting.
+    assert!(!dead(&t.tick(due + 200 * MS)));
+    // A message arrives: the verdict follows at the next look.
+    t.d.heard(due + 300 * MS);
+    let outs = t.tick(due + 400 * MS);
+    assert!(dead(&outs), "{outs:?}");
 }
