@@ -432,7 +432,8 @@ async fn a_broadcast_reaches_every_node_once_and_expires() {
         assert_eq!((sender.name.as_str(), topic.as_str()), ("a", "deploy"));
         assert_eq!(payload, Bytes::from_static(b"v2"));
     }
-    let key = gossip_core::proto::broadcast::key(1, "deploy");
+    let generation = a.send(GetId).await.expect("node answers").generation;
+    let key = gossip_core::proto::broadcast::key(generation, 1, "deploy");
     let held = b
         .send(GetKeys::new("a"))
         .await

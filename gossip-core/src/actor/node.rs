@@ -70,6 +70,9 @@ pub struct GossipNode {
     subscribers: Vec<Subscriber>,
     /// Sequence number of this node's next broadcast.
     next_broadcast: u64,
+    /// Broadcasts delivered lately (delivered once, however often they
+    /// arrive).
+    seen: broadcast::Seen,
     leave_waiters: Vec<oneshot::Sender<LeaveOutcome>>,
     leave_announced: bool,
     stopping: bool,
@@ -100,6 +103,7 @@ impl GossipNode {
             timer: None,
             subscribers: Vec::new(),
             next_broadcast: 0,
+            seen: broadcast::Seen::default(),
             leave_waiters: Vec::new(),
             leave_announced: false,
             stopping: false,
@@ -207,7 +211,9 @@ impl GossipNode {
             Event::KeyChanged {
                 owner, key, value, ..
             } if broadcast::is_broadcast(key) => {
-                if let Some((seq, topic)) = broadcast::parse(key) {
+                if let Some((_, seq, topic)) = broadcast::parse(key)
+                    && self.seen.first(&owner.name, key)
+                {
                     let b = UserEvent {
                         sender: owner.clone(),
                         topic: topic.to_owned(),
@@ -361,7 +367,7 @@ impl Handler<Broadcast> for GossipNode {
     fn handle(&mut self, msg: Broadcast, ctx: &mut Self::Context) -> Self::Result {
         let now = self.now();
         let seq = self.next_broadcast;
-        let key = broadcast::key(seq, &msg.topic);
+        let key = broadcast::key(self.core.id().generation, seq, &msg.topic);
         self.core
             .set_with_ttl(now, &key, msg.payload.clone(), msg.ttl)?;
         self.next_broadcast += 1;

@@ -252,7 +252,8 @@ pub struct UserEvent {
     pub topic: String,
     /// Its payload.
     pub payload: bytes::Bytes,
-    /// The sender's sequence number of it (unique per sender incarnation).
+    /// The sender's sequence number of it (unique per sender process: it
+    /// starts at 0 when the sender starts).
     pub seq: u64,
 }
 
