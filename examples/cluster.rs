@@ -36,7 +36,7 @@ use gossip_core::actor::{
 };
 use gossip_core::proto::{Config, Event, Status};
 use gossip_mem::net::MemNetwork;
-use gossip_mem::sim::{Ctx, Faults, SimConfig, scenario};
+use gossip_mem::sim::{Ctx, Faults, SimConfig, model, scenario};
 use serde_json::json;
 
 /// Command-line options.
@@ -205,52 +205,6 @@ fn cpu_time() -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-/// Ideal synchronous push-pull (DESIGN.md §7): every node contacts `k`
-/// random peers per round and both sides of a contact end the round
-/// informed if either began it informed. Returns the mean informed count
-/// after each round (until all are) and the mean rounds to inform all.
-fn ideal_push_pull(n: usize, k: usize, trials: usize, seed: u64) -> (Vec<f64>, f64) {
-    let mut rng = SplitMix(seed);
-    let mut curves: Vec<Vec<usize>> = Vec::with_capacity(trials);
-    for _ in 0..trials {
-        let mut informed = vec![false; n];
-        informed[0] = true;
-        let mut curve = Vec::new();
-        let mut count = 1;
-        while count < n {
-            let before = informed.clone();
-            for i in 0..n {
-                for _ in 0..k.min(n - 1) {
-                    let mut j = rng.below(n - 1);
-                    if j >= i {
-                        j += 1;
-                    }
-                    if before[i] || before[j] {
-                        informed[i] = true;
-                        informed[j] = true;
-                    }
-                }
-            }
-            count = informed.iter().filter(|&&b| b).count();
-            curve.push(count);
-        }
-        curves.push(curve);
-    }
-    let longest = curves.iter().map(Vec::len).max().unwrap_or(0);
-    // A trial that finished early counts as all informed in later rounds.
-    let means = (0..longest)
-        .map(|r| {
-            curves
-                .iter()
-                .map(|c| c.get(r).copied().unwrap_or(n) as f64)
-                .sum::<f64>()
-                / trials as f64
-        })
-        .collect();
-    let mean_rounds = curves.iter().map(Vec::len).sum::<usize>() as f64 / trials as f64;
-    (means, mean_rounds)
-}
-
 /// The simulator's figure for the same experiment: the same config and
 /// links, membership converged, `quiet` rounds of idle gossip, then one key
 /// written on node `n / 2`; rounds until every node holds it.
@@ -293,23 +247,6 @@ fn sim_rumor(cfg: &Config, faults: &Faults, n: usize, seed: u64, quiet: f64) -> 
     while done.get().is_none() && sim.now() <= deadline && sim.step(&mut count) {}
     done.get()
         .map(|t| t.saturating_since(start).as_secs_f64() / cfg.gossip_interval.as_secs_f64())
-}
-
-/// A tiny PRNG for the Monte Carlo (no need for a dependency).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next()) * n as u128) >> 64) as usize
-    }
 }
 
 /// `Config::local()` with the interval and fanout asked for; the
@@ -459,8 +396,10 @@ async fn run(args: Args) -> serde_json::Value {
 
     // ----- a key spreads ---------------------------------------------------
     let writer = n / 2;
-    let (ideal_curve, ideal_rounds) =
-        ideal_push_pull(n, args.fanout, if n <= 2000 { 200 } else { 30 }, args.seed);
+    // Ideal synchronous push-pull (DESIGN.md §7): `curve[r]` is the share
+    // of nodes holding the update after `r` rounds.
+    let ideal = model::push_pull(n, args.fanout, if n <= 2000 { 200 } else { 30 }, args.seed);
+    let ideal_rounds = ideal.mean_rounds;
     let written = Instant::now();
     demo.nodes[writer]
         .send(Set::new("rumor", "hello"))
@@ -487,13 +426,13 @@ async fn run(args: Args) -> serde_json::Value {
     demo.say(format!("\nkey n{writer}/rumor written; nodes holding it after each round (ideal synchronous push-pull beside):"));
     let last_round = rumor_rounds
         .map_or(60, |r| r.ceil() as usize)
-        .max(ideal_curve.len());
+        .max(ideal.curve.len() - 1);
     for r in 1..=last_round {
         let t = written + interval * r as u32;
         let holders = 1 + times.iter().filter(|&&x| x <= t).count();
-        let ideal = ideal_curve.get(r - 1).copied().unwrap_or(n as f64);
+        let ideal_holders = ideal.curve.get(r).copied().unwrap_or(1.0) * n as f64;
         demo.say(format!(
-            "  round {r:>2}: {holders:>5} / {n}   ideal {ideal:>7.1}"
+            "  round {r:>2}: {holders:>5} / {n}   ideal {ideal_holders:>7.1}"
         ));
     }
     demo.say(format!(
