@@ -607,25 +607,26 @@ impl Detection {
             .map(|(name, _)| name.clone())
             .collect();
         due.sort_unstable();
-        let cut_off = self.cut_off_for > 0;
+        // Why this node's own suspicions may have to wait, and how long:
+        // its probes reach nobody (the suspect may only be out of its
+        // reach: a period, and once a probe gets through the suspicion
+        // starts over, see `in_touch`), or nothing reached it for a whole
+        // probe timeout (its links may have just gone down, before a failed
+        // probe could tell it so, and the refutation may be what it missed:
+        // a timeout, convicting once it hears the cluster again).
+        let wait = if self.cut_off_for > 0 {
+            Some(self.params.period)
+        } else if now.saturating_since(self.last_heard) > self.params.timeout {
+            Some(self.params.timeout)
+        } else {
+            None
+        };
         for name in due {
             let Some(s) = self.suspects.get_mut(&name) else {
                 continue;
             };
-            if s.mine && !s.local && cut_off {
-                // The suspect may only be out of this node's reach: look
-                // again a period later (once a probe gets through, the
-                // suspicion starts over, see `in_touch`).
-                s.since += self.params.period;
-            } else if s.mine
-                && !s.local
-                && now.saturating_since(self.last_heard) > self.params.timeout
-            {
-                // Nothing reached this node for a whole probe timeout: its
-                // own links may have just gone down, before a failed probe
-                // could tell it so, and the refutation may be what it
-                // missed. Convict once it hears the cluster again.
-                s.since += self.params.timeout;
+            if let Some(wait) = wait.filter(|_| s.mine && !s.local) {
+                s.since += wait;
             } else if s.mine {
                 let s = self.suspects.remove(&name).expect("just found");
                 let rumor = Rumor {
@@ -691,6 +692,7 @@ impl Detection {
     /// node's own probe failed (made while [`alone`](Self::alone), it is
     /// kept local).
     fn accuse(&mut self, now: Instant, id: Id, stamp: u64, by: String, mine: bool, peers: &[Id]) {
+        let alone = self.alone();
         let limit = self.params.confirmations + 1;
         let s = match self.suspects.get_mut(&id.name) {
             Some(s) if s.id.generation == id.generation => s,
@@ -716,7 +718,6 @@ impl Detection {
         s.stamp = s.stamp.max(stamp);
         // Only a first accusation of its own is news to flood.
         let mine = mine && !s.mine;
-        let alone = self.cut_off_for > ALONE_PERIODS;
         if mine {
             s.mine = true;
             s.local = alone;

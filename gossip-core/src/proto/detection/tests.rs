@@ -696,6 +696,14 @@ fn a_dead_rumor_about_a_suspect_convicts_once_and_floods_once() {
 }
 
 /// The pings among `outs`, by target.
+/// The member `outs` convict, if any.
+fn convicted(outs: &[Out]) -> Option<Id> {
+    outs.iter().find_map(|o| match o {
+        Out::Dead { id, .. } => Some(id.clone()),
+        _ => None,
+    })
+}
+
 fn pings(outs: &[Out]) -> Vec<(SocketAddr, u64)> {
     outs.iter()
         .filter_map(|o| match o {
@@ -1132,10 +1140,7 @@ fn a_conviction_made_alone_is_withdrawn_once_anyone_is_heard() {
                 if rumors.iter().any(|r| r.kind == RumorKind::Dead))),
             "{outs:?}"
         );
-        convicted = outs.into_iter().find_map(|o| match o {
-            Out::Dead { id, .. } => Some(id),
-            _ => None,
-        });
+        convicted = self::convicted(&outs);
         ms += 100;
     }
     let convicted = convicted.expect("just found");
@@ -1185,10 +1190,7 @@ fn a_conviction_not_made_alone_is_not_withdrawn() {
     let mut ms = 0;
     while convicted.is_none() {
         assert!(ms < 60_000, "an unanswered member is convicted");
-        convicted = t.tick(at(ms)).into_iter().find_map(|o| match o {
-            Out::Dead { id, .. } => Some(id),
-            _ => None,
-        });
+        convicted = self::convicted(&t.tick(at(ms)));
         ms += 100;
     }
     let other = t
@@ -1215,10 +1217,7 @@ fn an_accuser_that_heard_nothing_for_a_probe_timeout_convicts_only_once_it_hears
     let mut t = T::new();
     let since = suspect_first(&mut t);
     let target = t.peers[0].clone();
-    let dead = |outs: &[Out]| {
-        outs.iter()
-            .any(|o| matches!(o, Out::Dead { id, .. } if id.name == target.name))
-    };
+    let dead = |outs: &[Out]| convicted(outs).is_some_and(|id| id.name == target.name);
     // Periods go by as usual, the cluster heard at every tick.
     for ms in [1200, 2000, 2200, 3000, 3200, 4000, 4200] {
         assert!(!dead(&t.tick(at(ms))));

@@ -148,14 +148,10 @@ impl Node {
     /// refutation (see [`Out::Lift`]): Live again if still `from` in this
     /// generation.
     fn lift(&mut self, id: &Id, from: Status, reason: StatusReason) {
-        let Some(i) = self.members.find_id(id) else {
+        let Some(i) = self.verdict_slot(id, |s| s == from) else {
             return;
         };
-        let (held, m) = self.members.at(i);
-        if held.generation != id.generation || m.left || m.status != from || i == 0 {
-            return;
-        }
-        let id = held.clone();
+        let id = self.members.at(i).0.clone();
         let from = self.members.set_status_at(i, Status::Live);
         tracing::debug!(node = %self.me, member = %id, ?from, ?reason, "member status lifted by probes");
         self.emit(Event::MemberStatus {
@@ -166,18 +162,24 @@ impl Node {
         });
     }
 
+    /// The slot of the member the probing part judged, if a verdict may
+    /// change its status: the same generation, a peer that has not left,
+    /// and a status `allowed` to change.
+    fn verdict_slot(&self, id: &Id, allowed: impl Fn(Status) -> bool) -> Option<usize> {
+        let i = self.members.find_id(id)?;
+        let (held, m) = self.members.at(i);
+        (i != 0 && held.generation == id.generation && !m.left && allowed(m.status)).then_some(i)
+    }
+
     fn probe_verdict(&mut self, now: Instant, id: &Id, to: Status, accusers: u32) {
-        let Some(i) = self.members.find_id(id) else {
+        let allowed = |s: Status| match to {
+            Status::Suspect => s == Status::Live,
+            _ => matches!(s, Status::Live | Status::Suspect),
+        };
+        let Some(i) = self.verdict_slot(id, allowed) else {
             return;
         };
         let (held, m) = self.members.at(i);
-        let allowed = match to {
-            Status::Suspect => m.status == Status::Live,
-            _ => matches!(m.status, Status::Live | Status::Suspect),
-        };
-        if held.generation != id.generation || m.left || !allowed || i == 0 {
-            return;
-        }
         let id = held.clone();
         let silent_for = now.saturating_since(m.detector.last);
         let from = self.members.set_status_at(i, to);
